@@ -1,0 +1,48 @@
+"""Append-only JSONL journal: one line per finished sample, flushed as soon as it is known."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from harness.records import SampleResult
+
+
+def to_json(result: SampleResult) -> dict[str, Any]:
+    return dataclasses.asdict(result)
+
+
+def from_json(data: dict[str, Any]) -> SampleResult:
+    tuples = {"frame_indices", "keyframes"}
+    return SampleResult(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+
+    def append(self, result: SampleResult) -> None:
+        self._file.write(json.dumps(to_json(result), ensure_ascii=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_journal(path: Path) -> Iterator[SampleResult]:
+    """Every complete line; a torn last line (a crash mid-write) is skipped."""
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                yield from_json(json.loads(line))
+            except (json.JSONDecodeError, TypeError):
+                continue

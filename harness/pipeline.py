@@ -1,0 +1,146 @@
+"""One sample through the path: plan → decode → select → encode → reduce → generate → extract → score.
+
+Split in two halves so a runner can put them on different workers: `decode` (CPU: video and frame
+selection) and `infer` (the model). Every failure becomes a `SampleResult` status; nothing raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.backbones import BACKBONES
+from harness.extract import EXTRACTORS, Extractor
+from harness.measure import PeakMemory, StageTimer
+from harness.prompts import render
+from harness.records import Frames, FrameSelection, Sample, SampleResult, VideoMeta
+from harness.reduction import REDUCERS, TokenReducer
+from harness.selection import SELECTORS, FrameSelector
+from harness.specs import ModelSpec
+from harness.tasks import TaskSpec
+from harness.video import VideoError, probe, read_frames
+
+
+@dataclass(frozen=True, eq=False)
+class Decoded:
+    """What the CPU half hands the model half: the frames that reach the model and how they were chosen."""
+
+    meta: VideoMeta
+    selection: FrameSelection
+    frames: Frames
+    n_decoded: int
+    timings_s: dict[str, float]
+
+
+def subset(frames: Frames, indices: tuple[int, ...]) -> Frames:
+    if indices == frames.indices:
+        return frames
+    position = {f: i for i, f in enumerate(frames.indices)}
+    rows = [position[i] for i in indices]
+    return Frames(
+        indices=indices,
+        timestamps_s=tuple(frames.timestamps_s[r] for r in rows),
+        pixels=frames.pixels[np.asarray(rows, dtype=int)],
+        backend=frames.backend,
+    )
+
+
+def needle_retained(sample: Sample, frames: Frames) -> bool | None:
+    """Whether every evidence span still has a frame among those the model sees (None: unknown)."""
+    if not sample.evidence_spans_s:
+        return None
+    eps = 1e-6  # timestamps are k / fps; keep exact span edges inside
+    return all(
+        any(start - eps <= t < end - eps for t in frames.timestamps_s) for start, end in sample.evidence_spans_s
+    )
+
+
+def failure(sample: Sample, model: str, status: str, error: str, **fields: Any) -> SampleResult:
+    return SampleResult(
+        id=sample.id, task=sample.task, model=model, status=status, gold=sample.answer,  # type: ignore[arg-type]
+        error=error, video_id=sample.video_id, breakdown=sample.breakdown, **fields,
+    )
+
+
+class Pipeline:
+    def __init__(self, spec: ModelSpec, task: TaskSpec, prompt_profile: str | None = None) -> None:
+        self.spec = spec
+        self.task = task
+        self.profile_name = prompt_profile or task.default_prompt
+        self.profile = task.prompt(self.profile_name)
+        self.selector: FrameSelector = SELECTORS.get(spec.selector.name)(**spec.selector.args)
+        self.reducer: TokenReducer = REDUCERS.get(spec.reducer.name)(**spec.reducer.args)
+        self.extractor: Extractor = EXTRACTORS.get(task.extractor)
+        self._backbone = None
+
+    @property
+    def backbone(self) -> Any:
+        """Loaded on first use, so a decode-only worker never loads weights."""
+        if self._backbone is None:
+            self._backbone = BACKBONES.get(self.spec.backbone.name)(**self.spec.backbone.args)
+        return self._backbone
+
+    def decode(self, sample: Sample) -> Decoded | SampleResult:
+        timer = StageTimer()
+        try:
+            with timer("video_decode"):
+                if not os.path.exists(sample.video):
+                    raise VideoError("missing", f"video not found: {sample.video}")
+                meta = probe(sample.video)
+                candidates = read_frames(sample.video, self.selector.plan(meta))
+            with timer("select"):
+                selection = self.selector.select(sample, meta, candidates)
+            frames = subset(candidates, selection.indices)
+        except VideoError as exc:
+            return failure(sample, self.spec.name, exc.status, str(exc), timings_s=timer.seconds)
+        return Decoded(meta, selection, frames, len(candidates), timer.seconds)
+
+    def infer(self, sample: Sample, decoded: Decoded) -> SampleResult:
+        timer = StageTimer()
+        timer.seconds.update(decoded.timings_s)
+        common = dict(
+            n_frames_decoded=decoded.n_decoded,
+            frame_indices=decoded.selection.indices,
+            keyframes=decoded.selection.keyframes,
+            needle_retained=needle_retained(sample, decoded.frames),
+        )
+        try:
+            with torch.inference_mode():
+                with timer("vision"):
+                    tokens = self.backbone.encode_frames(decoded.frames)
+                with timer("reduce"):
+                    visual = self.reducer.reduce(tokens, decoded.selection, sample)
+                prompt = render(self.profile, sample, self.profile_name)
+                generation = self.backbone.generate(visual, prompt, self.task.generation)
+        except torch.OutOfMemoryError as exc:
+            return failure(sample, self.spec.name, "oom", str(exc).splitlines()[0], timings_s=timer.seconds, **common)
+        except Exception as exc:  # one bad sample must not end the run: record it with its traceback
+            detail = "".join(traceback.format_exception_only(exc)).strip()
+            return failure(sample, self.spec.name, "model_error", f"{detail}\n{traceback.format_exc(limit=-3)}",
+                           timings_s=timer.seconds, **common)
+        timer.seconds.update({f"llm_{k}": v for k, v in generation.timings_s.items()})
+        prediction = self.extractor(generation.text, sample.options)
+        return SampleResult(
+            id=sample.id, task=sample.task, model=self.spec.name,
+            status="ok" if prediction.answer is not None else "unparsed",
+            gold=sample.answer, pred=prediction.answer,
+            correct=sample.answer is not None and prediction.answer == sample.answer,
+            raw_output=generation.text, video_id=sample.video_id, breakdown=sample.breakdown,
+            visual_tokens=generation.visual_tokens, text_tokens=generation.text_tokens,
+            generated_tokens=generation.generated_tokens, timings_s=timer.seconds, **common,
+        )
+
+    def run(self, sample: Sample, device: str = "cpu") -> SampleResult:
+        """Both halves in this process, with the sample's total time and peak memory."""
+        timer = StageTimer()
+        with PeakMemory(device) as memory, timer("total"):
+            decoded = self.decode(sample)
+            result = decoded if isinstance(decoded, SampleResult) else self.infer(sample, decoded)
+        timings = {**result.timings_s, "total": timer.seconds["total"]}
+        return dataclasses.replace(result, timings_s=timings, peak_rss_mb=round(memory.peak_mb, 1))

@@ -1,0 +1,19 @@
+"""Render a task's prompt profile for one sample."""
+
+from __future__ import annotations
+
+from harness.records import Prompt, Sample
+from harness.samples import LETTERS
+from harness.tasks import PromptProfile
+
+
+def render(profile: PromptProfile, sample: Sample, profile_name: str) -> Prompt:
+    options = profile.option_separator.join(
+        profile.option_format.format(letter=LETTERS[i], text=text) for i, text in enumerate(sample.options)
+    )
+    return Prompt(
+        system=profile.system,
+        user=profile.user.format(question=sample.question, options=options),
+        assistant_prefix=profile.assistant_prefix,
+        profile=profile_name,
+    )

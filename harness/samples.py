@@ -1,0 +1,130 @@
+"""Dataset rows → canonical `Sample`s, through Hugging Face `datasets` as for a published benchmark."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import string
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.config import ConfigError
+from harness.paths import cache_dir
+from harness.records import Sample
+from harness.tasks import FieldMap, TaskSpec
+
+LETTERS = string.ascii_uppercase
+_OPTION_PREFIX = re.compile(r"^\s*\(?([A-Z])[\.\):]\s*")
+_FORMATS = {".parquet": "parquet", ".json": "json", ".jsonl": "json"}
+
+
+def resolve_root(task: TaskSpec, data_root: str | Path | None = None) -> Path:
+    root = Path(data_root) if data_root else Path(task.dataset.root.format(cache=cache_dir()))
+    if not str(root):
+        raise ConfigError(f"task {task.task}: no data root; pass --data-root DIR")
+    return root.expanduser().resolve()
+
+
+def ensure_data(task: TaskSpec, root: Path) -> None:
+    """Run the task's generator when its annotation files are absent (generated tasks only)."""
+    if all((root / f).exists() for f in task.dataset.files):
+        return
+    if task.dataset.generator is None:
+        missing = [str(root / f) for f in task.dataset.files if not (root / f).exists()]
+        raise ConfigError(f"task {task.task}: annotation file(s) not found: {', '.join(missing)}; "
+                          f"pass --data-root DIR pointing at the downloaded benchmark")
+    module, _, attr = task.dataset.generator.partition(":")
+    getattr(importlib.import_module(module), attr)(root, **task.dataset.generator_args)
+
+
+def load_rows(task: TaskSpec, root: Path) -> list[dict[str, Any]]:
+    import datasets
+
+    files = [str(root / f) for f in task.dataset.files]
+    kinds = {_FORMATS.get(Path(f).suffix) for f in files}
+    if None in kinds or len(kinds) != 1:
+        raise ConfigError(f"task {task.task}: annotation files must all be parquet, json or jsonl: {files}")
+    datasets.disable_progress_bars()
+    dataset = datasets.load_dataset(
+        kinds.pop(), data_files={task.dataset.split: files}, split=task.dataset.split,
+        cache_dir=str(cache_dir() / "hf-datasets"),
+    )
+    return list(dataset)
+
+
+def load_samples(task: TaskSpec, data_root: str | Path | None = None, limit: int | None = None) -> list[Sample]:
+    root = resolve_root(task, data_root)
+    ensure_data(task, root)
+    rows = load_rows(task, root)
+    if limit is not None:
+        rows = rows[:limit]
+    return [row_to_sample(task, row, root, f"{task.source}: row {i}") for i, row in enumerate(rows)]
+
+
+def row_to_sample(task: TaskSpec, row: Mapping[str, Any], root: Path, where: str) -> Sample:
+    fm = task.fields
+
+    def column(name: str) -> Any:
+        if name not in row:
+            raise ConfigError(f"{where}: column {name!r} not found; columns: {sorted(row)}")
+        return row[name]
+
+    options = _as_list(column(fm.options), f"{where}: {fm.options}")
+    if fm.strip_option_prefix:
+        options = [_OPTION_PREFIX.sub("", o, count=1) for o in options]
+    video_rel = str(column(fm.video))
+    return Sample(
+        id=str(column(fm.id)),
+        task=task.task,
+        video=str(video_path(task, row, root, where)),
+        question=str(column(fm.question)),
+        options=tuple(str(o) for o in options),
+        answer=None if fm.answer is None else parse_gold(column(fm.answer), fm, options, where),
+        video_id=str(column(fm.video_id)) if fm.video_id else video_rel,
+        duration_s=float(column(fm.duration)) if fm.duration else None,
+        breakdown={key: str(column(key)) for key in task.metric.breakdown},
+        evidence_spans_s=_spans(column(fm.evidence_spans)) if fm.evidence_spans else (),
+        meta={key: _plain(column(key)) for key in fm.keep},
+    )
+
+
+def video_path(task: TaskSpec, row: Mapping[str, Any], root: Path, where: str) -> Path:
+    try:
+        path = Path(task.video_path.format(root=root, **row)).resolve()
+    except KeyError as exc:
+        raise ConfigError(f"{where}: video_path {task.video_path!r} names unknown column {exc}") from exc
+    if not path.is_relative_to(root):
+        raise ConfigError(f"{where}: video path {path} escapes the data root {root}")
+    return path
+
+
+def parse_gold(value: Any, fm: FieldMap, options: Sequence[str], where: str) -> int | None:
+    if value is None:
+        return None
+    if fm.answer_format == "letter":
+        letter = str(value).strip().strip("()").upper()[:1]
+        index = LETTERS.find(letter) if letter else -1
+    elif fm.answer_format == "index":
+        index = int(value)
+    else:
+        index = list(options).index(value) if value in options else -1
+    if not 0 <= index < len(options):
+        raise ConfigError(f"{where}: answer {value!r} ({fm.answer_format}) does not name one of {len(options)} options")
+    return index
+
+
+def _as_list(value: Any, where: str) -> list[Any]:
+    if hasattr(value, "tolist"):  # numpy arrays from parquet list columns
+        value = value.tolist()
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{where}: expected a list of options, got {type(value).__name__}")
+    return list(value)
+
+
+def _spans(value: Any) -> tuple[tuple[float, float], ...]:
+    return tuple((float(start), float(end)) for start, end in _plain(value))
+
+
+def _plain(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else value
