@@ -33,6 +33,12 @@ def start_ray(num_cpus: int, address: str | None = None, object_store_mb: int = 
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         return
+    # A single-machine cluster takes the loopback address (Ray's own rule on macOS/Windows) instead of
+    # finding its IP by connecting a UDP socket to 8.8.8.8. Workers read the variable at import; this
+    # process has imported Ray already, so its constant is set directly.
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    runtime_env["env_vars"]["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
     home = cache_dir() / "ray-home"
     home.mkdir(parents=True, exist_ok=True)
     (home / "ray_bootstrap_config.yaml").write_text("provider:\n  type: local\n")
@@ -42,6 +48,7 @@ def start_ray(num_cpus: int, address: str | None = None, object_store_mb: int = 
         ray.init(
             num_cpus=num_cpus,
             include_dashboard=False,
+            _node_ip_address="127.0.0.1",
             object_store_memory=object_store_mb * 2**20,
             runtime_env=runtime_env,
             log_to_driver=False,
