@@ -1,0 +1,347 @@
+"""The `tiny` backbone: a real LLaVA-OneVision (SigLIP + GELU projector + Qwen2) with tiny random weights.
+
+It is built offline from a fixed seed, saved with `save_pretrained` and loaded back with `from_pretrained`, so
+offline runs exercise the same transformers code path, timings and memory accounting as the full-size models.
+Its answers are near chance by construction.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoProcessor,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    LlavaOnevisionImageProcessor,
+    LlavaOnevisionProcessor,
+    LlavaOnevisionVideoProcessor,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    SiglipVisionConfig,
+)
+
+from harness.paths import cache_dir
+from harness.records import Frames, Generation, GenerationConfig, Prompt
+
+IMAGE_SIZE = 64
+PATCH_SIZE = 8  # 8×8 patch grid, pooled 2× for video like the 7B's 27×27 → 14×14
+VOCAB_SIZE = 1024  # BPE target; the trained vocabulary may come out smaller on this corpus
+
+ENDOFTEXT, IM_START, IM_END, IMAGE, VIDEO = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"
+SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END, IMAGE, VIDEO]
+DEFAULT_SYSTEM = "You are a helpful assistant."
+
+# ChatML as in Qwen2: a default system turn when none is given; typed content renders each visual placeholder
+# on its own line before the text, the LLaVA-OneVision layout ("<video>\n{question}").
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\n" + DEFAULT_SYSTEM + "<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<image>\\n' }}"
+    "{% elif part['type'] == 'video' %}{{ '<video>\\n' }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# Enough English and prompt phrasing for BPE to learn merges the harness' prompts actually use.
+_CORPUS = """\
+You are a helpful assistant.
+Select the best answer to the following multiple-choice question based on the video.
+Respond with only the letter (A, B, C, D, or E) of the correct option.
+Answer with the option's letter from the given choices directly.
+Carefully watch the video and pay attention to the cause and sequence of events, the detail and movement of
+objects, and the action and pose of persons. Based on your observations, select the best option that accurately
+addresses the question.
+Question: What is the man doing at the beginning of the video?
+Options:
+A. He is cooking dinner in the kitchen.
+B. He is riding a bicycle along the river.
+C. He is reading a book in the library.
+D. He is playing the piano on a stage.
+E. He is painting a wall in the garden.
+Best Option: (
+The best answer is
+Answer: A
+Answer: B
+Answer: C
+Answer: D
+Answer: E
+(A) (B) (C) (D) (E)
+How many times does the woman open the door? How many people appear in the video? What color is the car?
+Which object appears first? Where does the scene take place? Why does the dog run across the street?
+What happens after the person picks up the cup? In what order do the following events occur?
+The video shows a long sequence of scenes: a city street at night, a crowded market, a quiet forest, a beach
+at sunset, a classroom with students, a football match, a cooking show and a documentary about animals.
+A needle is inserted somewhere in the long video; find the frame and describe what it shows.
+Count the number of red balls. Summarize the plot of the movie. Describe the main character.
+0 1 2 3 4 5 6 7 8 9 10 11 12 16 20 24 30 32 48 60 64 100 128 256 512 1000 2024
+first second third fourth fifth last before after during while then finally
+the a an and or of to in on at by for with from into over under between through
+is are was were be been has have had do does did can could will would should may might
+he she it they we you I his her its their our your this that these those there here
+yes no true false correct wrong left right up down start end begin beginning middle time frame frames
+"""
+
+
+def _train_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE (Qwen2's scheme) trained on the in-code corpus, with the ChatML/LLaVA special tokens."""
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodable: no unknown tokens
+        show_progress=False,
+    )
+    lines = _CORPUS.splitlines() + [" ".join("ABCDE"), " ".join("0123456789")]
+    backend.train_from_iterator(lines, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token=IM_END,  # chat models end their turn with <|im_end|>, as Qwen2-Instruct does
+        pad_token=ENDOFTEXT,
+        extra_special_tokens={"image_token": IMAGE, "video_token": VIDEO},
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=32768,
+    )
+
+
+def _tiny_config(tokenizer: PreTrainedTokenizerFast) -> LlavaOnevisionConfig:
+    vision = SiglipVisionConfig(
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        vision_use_head=False,  # LLaVA-OV uses the patch features, not SigLIP's pooling head
+    )
+    text = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlavaOnevisionConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
+        video_token_index=tokenizer.convert_tokens_to_ids(VIDEO),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=_grid_pinpoints(),
+    )
+
+
+def _grid_pinpoints() -> list[list[int]]:
+    """The 7B's anyres grid (1..6 tiles per side) scaled to the tiny tile size."""
+    return [[IMAGE_SIZE * h, IMAGE_SIZE * w] for h in range(1, 7) for w in range(1, 7)]
+
+
+def build_tiny_model(seed: int = 0) -> tuple[LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor]:
+    """The seeded tiny model and its processor, in memory (deterministic for a given seed)."""
+    tokenizer = _train_tokenizer()
+    size = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=_grid_pinpoints()),
+        tokenizer=tokenizer,
+        video_processor=LlavaOnevisionVideoProcessor(size=size),
+        num_image_tokens=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=CHAT_TEMPLATE,
+    )
+    with torch.random.fork_rng(devices=[]):  # seed the init without disturbing the caller's RNG
+        torch.manual_seed(seed)
+        model = LlavaOnevisionForConditionalGeneration(_tiny_config(tokenizer))
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.eval(), processor
+
+
+def build_tiny_checkpoint(directory: Path, seed: int = 0) -> Path:
+    """Build the seeded tiny model + processor and save them to `directory`, which must not exist yet.
+
+    Written to a temporary sibling and renamed into place, so `directory` is either absent or complete.
+    """
+    directory = Path(directory)
+    if directory.exists():
+        raise FileExistsError(f"checkpoint directory already exists: {directory}")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        model, processor = build_tiny_model(seed)
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        staging.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
+        try:
+            staging.rename(directory)
+        except OSError as error:  # another builder renamed its copy first
+            raise FileExistsError(f"checkpoint directory appeared while building: {directory}") from error
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+# Bump when the tiny config, tokenizer corpus or layout changes, so a stale cached checkpoint is not reused.
+TINY_FORMAT = 1
+
+
+def default_checkpoint(seed: int = 0) -> Path:
+    return cache_dir() / "models" / f"tiny-llava-ov-v{TINY_FORMAT}-seed{seed}"
+
+
+def ensure_checkpoint(directory: Path, seed: int = 0) -> Path:
+    """Build `directory` once; concurrent first users wait on a file lock instead of building twice."""
+    if directory.is_dir():
+        return directory
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f".{directory.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not directory.is_dir():
+            build_tiny_checkpoint(directory, seed)
+    return directory
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_tiny(
+    *,
+    checkpoint: str | None = None,
+    seed: int = 0,
+    dtype: str = "float32",
+    device: str = "cpu",
+    num_threads: int | None = None,
+) -> TinyBackbone:
+    """Registry factory: load (building on first use) the tiny checkpoint through `from_pretrained`."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(_DTYPES)}")
+    target = torch.device(device)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available on this machine")
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    if checkpoint is None:
+        directory = ensure_checkpoint(default_checkpoint(seed), seed)
+    else:
+        directory = Path(checkpoint)
+        if not directory.is_dir():  # from_pretrained would otherwise try the Hub with it as a repo id
+            raise FileNotFoundError(f"tiny checkpoint directory not found: {directory}")
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(directory, dtype=_DTYPES[dtype]).to(target)
+    processor = AutoProcessor.from_pretrained(directory)
+    return TinyBackbone(model.eval(), processor)
+
+
+class TinyBackbone:
+    """The Backbone protocol over a loaded LLaVA-OneVision model and its processor."""
+
+    name = "tiny"
+
+    def __init__(self, model: LlavaOnevisionForConditionalGeneration, processor: LlavaOnevisionProcessor) -> None:
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.device = model.device
+        self.dtype = model.dtype
+        self.hidden_size: int = model.config.text_config.hidden_size
+        self.video_token_id: int = model.config.video_token_id
+        eos = model.generation_config.eos_token_id
+        self.stop_ids: frozenset[int] = frozenset(eos if isinstance(eos, list) else [eos])
+        vision = model.config.vision_config
+        grid = vision.image_size // vision.patch_size
+        with torch.inference_mode():  # ask the model's own pooling, so this always matches encode_frames
+            probe = torch.zeros(1, grid * grid, self.hidden_size, dtype=self.dtype, device=self.device)
+            self.tokens_per_frame: int = model.model.apply_pooling(probe).shape[1]
+
+    def encode_frames(self, frames: Frames) -> torch.Tensor:
+        """Official LLaVA-OV video path (video processor → SigLIP → projector → 2× pooling): [T, M, C]."""
+        if len(frames) == 0:
+            raise ValueError("encode_frames needs at least one frame")
+        with torch.inference_mode():
+            batch = self.processor.video_processor(
+                videos=[frames.pixels], input_data_format="channels_last", return_tensors="pt"
+            )
+            pixels = batch["pixel_values_videos"].to(self.device, self.dtype)  # [1, T, 3, S, S]
+            features = self.model.get_video_features(pixels, return_dict=True).pooler_output  # [1, T*M + 1, C]
+        # get_video_features appends image_newline after the whole video; generate() re-appends it after the
+        # (possibly reduced) sequence, so per-frame tokens leave without it.
+        return features[0, :-1].reshape(len(frames), self.tokens_per_frame, self.hidden_size)
+
+    def embed_text(self, text: str) -> torch.Tensor:
+        """LLM input embeddings of `text` (no special tokens added): [n, C]."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._embed_ids(ids)
+
+    def prompt_embeds(self, visual_tokens: torch.Tensor, prompt: Prompt) -> tuple[torch.Tensor, int, int]:
+        """The chat's input embeddings [1, n, C] with `visual_tokens` + image_newline at the video placeholder.
+
+        Returns (embeddings, visual tokens entering the LLM, text tokens).
+        """
+        if visual_tokens.ndim != 2 or visual_tokens.shape[1] != self.hidden_size:
+            raise ValueError(f"visual_tokens must be [L, {self.hidden_size}], got {list(visual_tokens.shape)}")
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt.user}]}]
+        if prompt.system:
+            messages.insert(0, {"role": "system", "content": prompt.system})
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids = self.tokenizer(text + prompt.assistant_prefix, add_special_tokens=False)["input_ids"]
+        if (found := ids.count(self.video_token_id)) != 1:
+            raise ValueError(f"the prompt must hold exactly one {VIDEO} placeholder, found {found}")
+        at = ids.index(self.video_token_id)
+        with torch.inference_mode():
+            embedded = self._embed_ids(ids)
+            newline = self.model.model.image_newline.to(self.dtype)[None]
+            visual = torch.cat([visual_tokens.to(self.device, self.dtype), newline])
+            embeds = torch.cat([embedded[:at], visual, embedded[at + 1 :]])[None]
+        return embeds, visual.shape[0], len(ids) - 1
+
+    def generate(self, visual_tokens: torch.Tensor, prompt: Prompt, config: GenerationConfig) -> Generation:
+        """Greedy decoding with an explicit KV cache: one prefill forward, then one forward per new token."""
+        if config.do_sample:
+            raise ValueError("the tiny backbone decodes greedily only (do_sample=False)")
+        if config.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {config.max_new_tokens}")
+        start = time.perf_counter()
+        embeds, n_visual, n_text = self.prompt_embeds(visual_tokens, prompt)
+        with torch.inference_mode():
+            out = self.model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1)
+            generated = [int(out.logits[0, -1].argmax())]  # int() syncs, so the timing is real on GPU too
+            prefill_done = time.perf_counter()
+            cache = out.past_key_values
+            while len(generated) < config.max_new_tokens and generated[-1] not in self.stop_ids:
+                step = torch.tensor([[generated[-1]]], device=self.device)
+                out = self.model(input_ids=step, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                cache = out.past_key_values
+                generated.append(int(out.logits[0, -1].argmax()))
+        end = time.perf_counter()
+        return Generation(
+            text=self.tokenizer.decode(generated, skip_special_tokens=True),
+            visual_tokens=n_visual,
+            text_tokens=n_text,
+            generated_tokens=len(generated),
+            timings_s={"prefill": prefill_done - start, "decode": end - prefill_done},
+        )
+
+    def _embed_ids(self, ids: list[int]) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model.get_input_embeddings()(torch.tensor(ids, device=self.device))
