@@ -89,7 +89,7 @@ def run_samples(
         (ref,), _ = ray.wait(list(inflight), num_returns=1)
         actor, sample, attempt, name = inflight.pop(ref)
         try:
-            result = dataclasses.replace(ray.get(ref), worker=name[-8:], attempts=attempt)
+            result = dataclasses.replace(ray.get(ref), worker=name[:8], attempts=attempt)
         except ray.exceptions.RayActorError as exc:
             ray.kill(actor)  # type: ignore[arg-type]
             actor = new_actor()
