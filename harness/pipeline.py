@@ -20,7 +20,7 @@ from harness.extract import EXTRACTORS, Extractor
 from harness.measure import PeakMemory, StageTimer
 from harness.prompts import render
 from harness.records import Frames, FrameSelection, Sample, SampleResult, VideoMeta
-from harness.reduction import REDUCERS, TokenReducer
+from harness.reduction import REDUCERS, ReductionContext, TokenReducer
 from harness.selection import SELECTORS, FrameSelector
 from harness.specs import ModelSpec
 from harness.tasks import TaskSpec
@@ -115,7 +115,8 @@ class Pipeline:
                 with timer("vision"):
                     tokens = self.backbone.encode_frames(decoded.frames)
                 with timer("reduce"):
-                    visual = self.reducer.reduce(tokens, decoded.selection, sample)
+                    context = ReductionContext(sample, decoded.selection, decoded.frames, self.backbone)
+                    visual = self.reducer.reduce(tokens, context)
                 prompt = render(self.profile, sample, self.profile_name)
                 generation = self.backbone.generate(visual, prompt, self.task.generation)
         except torch.OutOfMemoryError as exc:

@@ -6,22 +6,32 @@ A reducer declares the hook it uses; `none` keeps every token in time order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 
-from harness.records import FrameSelection, Sample
+from harness.records import Frames, FrameSelection, Sample
 from harness.registry import Registry
 
 Hook = Literal["none", "visual", "llm"]
+
+
+@dataclass(frozen=True, eq=False)
+class ReductionContext:
+    """What a reducer may consult besides the tokens: the question, the chosen frames and the backbone's hooks."""
+
+    sample: Sample
+    selection: FrameSelection
+    frames: Frames  # the frames whose tokens are being reduced, in time order
+    backbone: Any  # a harness.backbones.Backbone; reducers call its hooks (embed_text, ...)
 
 
 class TokenReducer(Protocol):
     name: str
     hook: Hook
 
-    def reduce(self, tokens: torch.Tensor, selection: FrameSelection, sample: Sample) -> torch.Tensor:
-        """Per-frame tokens [T, M, C] (T = len(selection.indices)) in, the LLM's visual sequence [L, C] out."""
+    def reduce(self, tokens: torch.Tensor, ctx: ReductionContext) -> torch.Tensor:
+        """Per-frame tokens [T, M, C] (T = len(ctx.frames)) in, the LLM's visual sequence [L, C] out."""
         ...
 
 
@@ -30,7 +40,7 @@ class NoReduction:
     name: str = "none"
     hook: Hook = "none"
 
-    def reduce(self, tokens: torch.Tensor, selection: FrameSelection, sample: Sample) -> torch.Tensor:
+    def reduce(self, tokens: torch.Tensor, ctx: ReductionContext) -> torch.Tensor:
         return tokens.reshape(-1, tokens.shape[-1])
 
 
