@@ -8,6 +8,7 @@ TASK    ?= needle
 MODEL   ?= tiny-uniform
 LIMIT   ?=
 WORKERS ?=
+GROUP   ?=
 
 # Offline by default: no hub, W&B writes its run locally.
 export HF_HUB_OFFLINE ?= 1
@@ -16,9 +17,9 @@ export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export RAY_USAGE_STATS_ENABLED := 0
 
-EVAL_ARGS := --task $(TASK) --model $(MODEL) $(if $(LIMIT),--limit $(LIMIT)) $(if $(WORKERS),--workers $(WORKERS))
+EVAL_ARGS := --task $(TASK) --model $(MODEL) $(if $(LIMIT),--limit $(LIMIT)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(GROUP),--group $(GROUP))
 
-.PHONY: eval test bench venv clean
+.PHONY: eval test bench venv clean lmms-venv lmms-parity vllm-smoke
 
 # torch + torchvision are pinned exactly and installed first, so nothing later can move the stack.
 $(STAMP): pyproject.toml
@@ -33,11 +34,45 @@ venv: $(STAMP)
 eval: $(STAMP)
 	$(PY) -m harness eval $(EVAL_ARGS)
 
-test: $(STAMP)
+# lmms-eval (parity test, model plugin) and vLLM each need their own venv: their pins conflict with ours.
+LMMS_VENV  := .venv-lmms
+LMMS_STAMP := $(LMMS_VENV)/.installed
+VLLM_VENV  := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+$(LMMS_STAMP): requirements/lmms.txt pyproject.toml
+	test -x $(LMMS_VENV)/bin/python || $(PYTHON) -m venv $(LMMS_VENV)
+	$(LMMS_VENV)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(LMMS_VENV)/bin/python -m pip install --quiet -r requirements/lmms.txt
+	$(LMMS_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $(LMMS_STAMP)
+
+$(VLLM_STAMP): requirements/vllm.txt pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install --quiet -r requirements/vllm.txt
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $(VLLM_STAMP)
+
+lmms-venv: $(LMMS_STAMP)
+
+lmms-parity: $(STAMP) $(LMMS_STAMP)
+	$(PY) -m pytest -q tests/test_lmms_parity.py tests/test_lmms_plugin.py
+
+VLLM_SMOKE := $(or $(HARNESS_CACHE),$(HOME)/.cache/vilamp-harness)/vllm-smoke
+vllm-smoke: $(STAMP) $(VLLM_STAMP)
+	$(PY) -m harness.vllm_backend prepare $(VLLM_SMOKE)
+	$(VLLM_VENV)/bin/python -m harness.vllm_backend run $(VLLM_SMOKE)
+
+test: $(STAMP) $(LMMS_STAMP)
 	$(PY) -m pytest -q
 
+# P1 compares against the ffmpeg command line (a Debian package); install it when missing.
 bench: $(STAMP)
+	command -v ffmpeg >/dev/null || (apt-get update -qq && apt-get install -y -qq ffmpeg) || echo "no ffmpeg: P1 reports it unavailable"
 	$(PY) -m harness.bench
+	$(PY) -m harness.bench_vilamp  # results/bench/vilamp_scale.json
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LMMS_VENV) $(VLLM_VENV)

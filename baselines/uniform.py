@@ -5,11 +5,17 @@ Two modes:
   (its `read_video` helper; N is clamped to the frames the video has).
 - `fps`: one frame every `video_fps / fps` frames, then thinned evenly to `max_frames` when longer —
   what ViLAMP's eval scripts do at 1 fps with a 600-frame cap (scripts/eval/exp_*.py).
+- `budget` (budget-matched): N linspace frames whose visual tokens entering the LLM,
+  N · tokens_per_frame + extra_tokens, come closest to a target — a number, or "vilamp": what ViLAMP feeds
+  the LLM for this video (1 fps capped at 600 frames, K = 32 keyframes of tokens_per_frame tokens, one
+  token per other frame; notes/vilamp.md). Accuracy is then compared at equal visual-token cost. The
+  selector does not load the backbone, so `tokens_per_frame` is given in the spec (tested against it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -34,20 +40,56 @@ def fps_indices(total: int, video_fps: float, fps: float, max_frames: int | None
     return tuple(int(i) for i in indices)
 
 
+# ViLAMP's evaluation setting (notes/vilamp.md §1, §5.4): 1 fps, at most 600 frames, K = 32 keyframes.
+VILAMP_FPS, VILAMP_MAX_FRAMES, VILAMP_KEYFRAMES = 1.0, 600, 32
+
+
+def vilamp_budget(meta: VideoMeta, tokens_per_frame: int) -> int:
+    """Visual tokens ViLAMP feeds the LLM for this video on a backbone with `tokens_per_frame`."""
+    from harness.vilamp import vilamp_visual_tokens
+
+    n = len(fps_indices(meta.num_frames, meta.fps, VILAMP_FPS, VILAMP_MAX_FRAMES))
+    return vilamp_visual_tokens(n, min(VILAMP_KEYFRAMES, n), tokens_per_frame)
+
+
+def frames_for_budget(target: int, tokens_per_frame: int, extra_tokens: int, total: int) -> int:
+    """The N in [1, total] whose N · tokens_per_frame + extra_tokens is nearest `target`."""
+    return max(1, min(total, round((target - extra_tokens) / tokens_per_frame)))
+
+
 @dataclass(frozen=True)
 class Uniform:
-    n: int | None = 16  # frames per video; ignored when `fps` is set
+    n: int | None = 16  # frames per video; ignored when `fps` or `budget` is set
     fps: float | None = None  # sample at this rate instead of a fixed count
     max_frames: int | None = 600  # cap for fps mode (ViLAMP's scripts: 600)
+    budget: int | Literal["vilamp"] | None = None  # visual tokens entering the LLM to match
+    tokens_per_frame: int | None = None  # the backbone's, for budget mode
+    extra_tokens: int = 1  # tokens added once per video (LLaVA-OneVision's trailing image_newline)
     name: str = "uniform"
+    hook: str = "none"
 
     def __post_init__(self) -> None:
-        if self.fps is None and (self.n is None or self.n < 1):
-            raise ValueError("uniform: set n ≥ 1 or fps > 0")
+        if self.fps is None and self.budget is None and (self.n is None or self.n < 1):
+            raise ValueError("uniform: set n ≥ 1 or fps > 0 (or a budget)")
         if self.fps is not None and self.fps <= 0:
             raise ValueError(f"uniform: fps must be > 0, got {self.fps}")
+        if self.budget is not None:
+            if self.budget != "vilamp" and not (isinstance(self.budget, int) and self.budget >= 1):
+                raise ValueError(f"uniform: budget must be a token count ≥ 1 or 'vilamp', got {self.budget!r}")
+            if not (isinstance(self.tokens_per_frame, int) and self.tokens_per_frame >= 1):
+                raise ValueError("uniform: budget mode needs tokens_per_frame ≥ 1 (the backbone's)")
+
+    def target_tokens(self, meta: VideoMeta) -> int:
+        """The visual-token target of budget mode for this video."""
+        if self.budget == "vilamp":
+            return vilamp_budget(meta, self.tokens_per_frame)  # type: ignore[arg-type]
+        return int(self.budget)  # type: ignore[arg-type]
 
     def plan(self, meta: VideoMeta) -> tuple[int, ...]:
+        if self.budget is not None:
+            per_frame = int(self.tokens_per_frame)  # type: ignore[arg-type]  # checked in __post_init__
+            n = frames_for_budget(self.target_tokens(meta), per_frame, self.extra_tokens, meta.num_frames)
+            return linspace_indices(meta.num_frames, n)
         if self.fps is not None:
             return fps_indices(meta.num_frames, meta.fps, self.fps, self.max_frames)
         return linspace_indices(meta.num_frames, self.n or 0)

@@ -1,11 +1,16 @@
-"""Command line: `python -m harness {eval,tasks,models}`. Only this module turns errors into exit codes."""
+"""Command line: `python -m harness {eval,compare,tasks,models,prepare,verify}`.
+
+Only this module maps errors to exit codes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
 
+from harness.compare import CompareError
 from harness.config import ConfigError
 from harness.registry import UnknownNameError
 
@@ -40,9 +45,59 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu")
     e.add_argument("--ray-address", default=None, help="join an existing Ray cluster (or set RAY_ADDRESS)")
     e.add_argument("--no-wandb", action="store_true", help="skip the W&B run")
+    e.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="finish an interrupted run: skip the samples in RUN_DIR/samples.jsonl (same config only)")
+    e.add_argument("--decode-workers", type=_positive, default=None, help="CPU decode actors (default: --workers)")
+    e.add_argument("--sample-timeout", type=float, default=None, metavar="SECONDS",
+                   help="record a sample as `timeout` when one stage runs longer (default: no limit)")
+    e.add_argument("--max-retries", type=int, default=2, help="re-runs of a sample whose worker died")
+    e.add_argument("--group", default=None, help="W&B group shared by the runs of one comparison (default: the task)")
+    c = sub.add_parser("compare", help="compare finished runs: table, plots, report")
+    c.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="results/<run_id> directories")
+    c.add_argument("--out", type=Path, default=None, help="output directory (default: results/compare__<time>)")
+    c.add_argument("--title", default=None, help="report title (default: task: model vs model)")
     sub.add_parser("tasks", help="list the task YAMLs")
     sub.add_parser("models", help="list the model specs")
+    pr = sub.add_parser("prepare", help="download and unpack a benchmark from the Hugging Face hub")
+    pr.add_argument("--task", required=True)
+    pr.add_argument("--data-root", default=None, help="where to put it (default: the task's)")
+    pr.add_argument("--repo", default=None, help="one of the task's accepted hub names (lmms-eval/… or lmms-lab/…)")
+    v = sub.add_parser("verify", help="parse a benchmark's annotation file and count its videos")
+    v.add_argument("--task", required=True)
+    v.add_argument("--data-root", default=None, help="benchmark directory (default: the task's)")
+    v.add_argument("--annotations", default=None, help="annotation file as published (parquet, json, jsonl)")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
     return p
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from harness.prepare import prepare
+    from harness.tasks import get_task
+
+    root = prepare(get_task(args.task), args.data_root, args.repo)
+    print(f"{args.task}: ready under {root}; check it with `python -m harness verify --task {args.task} "
+          f"--data-root {root}`")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.prepare import verify
+    from harness.tasks import get_task
+
+    report = verify(get_task(args.task), args.data_root, args.annotations)
+    if args.json:
+        print(json.dumps(report.as_json()))
+    else:
+        print(f"{report.task}: {report.rows} rows parsed, {report.scorable} with a gold answer, "
+              f"{report.videos_present} videos present, {report.videos_missing} missing")
+        if report.missing_examples:
+            print(f"  missing e.g.: {', '.join(report.missing_examples)}")
+    if report.published_rows is not None and report.rows != report.published_rows:
+        print(f"warning: {report.task} as published has {report.published_rows} rows, this file {report.rows}; "
+              f"another revision or a partial file", file=sys.stderr)
+    return 0
 
 
 def cmd_tasks() -> int:
@@ -60,24 +115,29 @@ def cmd_models() -> int:
 
     for name in MODELS.names():
         spec = MODELS.get(name)
-        print(f"{name:<24} {spec.backbone} × {spec.selector} × {spec.reducer}  — {spec.description}")
+        print(f"{name:<28} hook: {spec.hooks():<24} {spec.description}  "
+              f"[{spec.backbone} × {spec.selector} × {spec.reducer}]")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from harness.samples import ensure_data, resolve_root
+    from harness.specs import MODELS
+    from harness.tasks import get_task
+
+    task = get_task(args.task)  # fail fast on unknown names and absent data, before the heavy imports
+    MODELS.get(args.model)
+    ensure_data(task, resolve_root(task, args.data_root))
+
     from harness.evaluate import EvalRequest, evaluate
     from harness.report import render_markdown
     from harness.runner import RunnerConfig
-    from harness.specs import MODELS
-    from harness.tasks import discover
-
-    discover().get(args.task)  # fail fast on unknown names, before anything starts
-    MODELS.get(args.model)
     request = EvalRequest(
         task=args.task, model=args.model, limit=args.limit, prompt=args.prompt, data_root=args.data_root,
-        out=args.out, wandb=not args.no_wandb,
+        out=args.out, wandb=not args.no_wandb, group=args.group, resume=args.resume,
         runner=RunnerConfig(workers=args.workers, threads_per_worker=args.threads_per_worker, device=args.device,
-                            ray_address=args.ray_address),
+                            ray_address=args.ray_address, decode_workers=args.decode_workers,
+                            sample_timeout_s=args.sample_timeout, max_retries=args.max_retries),
     )
     outcome = evaluate(request)
     print()
@@ -88,6 +148,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    import time
+
+    from harness.compare import compare, publish_wandb_report
+    from harness.paths import results_dir
+
+    out = args.out or results_dir() / f"compare__{time.strftime('%Y%m%d-%H%M%S')}"
+    done = compare(args.run_dirs, out, args.title)
+    print(done["report"].read_text().split("## plots")[0].rstrip())
+    print(f"\ncomparison: {out}  (compare.md, compare.csv, {len(done['plots'])} plots)")
+    print(publish_wandb_report(done["runs"], done["title"], done["report"]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -95,12 +169,19 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tasks()
         if args.command == "models":
             return cmd_models()
+        if args.command == "compare":
+            return cmd_compare(args)
+        if args.command == "prepare":
+            return cmd_prepare(args)
+        if args.command == "verify":
+            return cmd_verify(args)
         return cmd_eval(args)
-    except (UnknownNameError, ConfigError) as exc:
+    except (UnknownNameError, ConfigError, CompareError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted: finished samples are in the run's samples.jsonl", file=sys.stderr)
+        print("interrupted: finished samples are in the run's samples.jsonl; finish it with "
+              "`--resume results/<run_id>`", file=sys.stderr)
         return 130
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +13,16 @@ from typing import Any
 
 from tqdm import tqdm
 
-from harness.journal import Journal
+from harness.backbones import check_backbone
+from harness.config import ConfigError
+from harness.journal import Journal, finished
+from harness.lmms_layout import write_lmms_layout
 from harness.paths import results_dir
 from harness.records import SampleResult
 from harness.report import build_summary, write_summary
 from harness.runner import RunnerConfig, run_samples
 from harness.samples import load_samples, resolve_root
+from harness.scoring import submission, task_metrics
 from harness.specs import MODELS
 from harness.tasks import get_task
 
@@ -31,7 +36,9 @@ class EvalRequest:
     data_root: str | None = None
     out: str | None = None  # results root (default results/)
     wandb: bool = True
+    group: str | None = None  # W&B group shared by the runs of one comparison (default: the task)
     runner: RunnerConfig = RunnerConfig()
+    resume: str | None = None  # a run directory: skip the samples its journal holds (same config hash only)
 
 
 @dataclass(frozen=True)
@@ -61,31 +68,60 @@ def run_config(request: EvalRequest) -> dict[str, Any]:
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    stable = {k: v for k, v in config.items() if k not in ("runner",)}  # workers do not change answers
+    # Workers do not change answers; run_id is added after hashing (config.json holds it).
+    stable = {k: v for k, v in config.items() if k not in ("runner", "run_id")}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def resumable(run_dir: Path, config: dict[str, Any]) -> str:
+    """The run id of `run_dir` when it was started with this config; else a ConfigError saying what differs."""
+    path = run_dir / "config.json"
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--resume {run_dir}: cannot read {path} ({exc}); pass a results/<run_id> directory") from exc
+    if config_hash(stored) != config_hash(config):
+        differ = sorted(k for k in set(stored) | set(config) if k not in ("runner", "run_id")
+                        and json.dumps(stored.get(k), sort_keys=True, default=str)
+                        != json.dumps(config.get(k), sort_keys=True, default=str))
+        raise ConfigError(f"--resume {run_dir}: config hash {config_hash(stored)} ≠ this run's {config_hash(config)} "
+                          f"(differs in: {', '.join(differ)}); resume with the same settings or start a new run")
+    return str(stored["run_id"])
 
 
 def evaluate(request: EvalRequest) -> EvalOutcome:
     task = get_task(request.task)
     spec = MODELS.get(request.model)
+    check_backbone(spec.backbone.name, spec.backbone.args)  # missing weights fail before any worker starts
     config = run_config(request)
-    run_id = f"{task.task}__{spec.name}__{time.strftime('%Y%m%d-%H%M%S')}__{config_hash(config)}"
-    run_dir = Path(request.out or results_dir()) / run_id
-    run_dir.mkdir(parents=True, exist_ok=False)
-    config["run_id"] = run_id
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    samples = load_samples(task, request.data_root, request.limit)  # missing data fails before a run dir exists
+    if request.resume:
+        run_dir = Path(request.resume)
+        run_id = resumable(run_dir, config)
+        config["run_id"] = run_id
+    else:
+        run_id = f"{task.task}__{spec.name}__{time.strftime('%Y%m%d-%H%M%S')}__{config_hash(config)}"
+        run_dir = Path(request.out or results_dir()) / run_id
+        run_dir.mkdir(parents=True, exist_ok=False)
+        config["run_id"] = run_id
+        (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    done = finished(run_dir / "samples.jsonl") if request.resume else {}
+    if done:
+        print(f"resuming {run_id}: {len(done)} of {len(samples)} samples already in the journal", file=sys.stderr)
+    todo = [s for s in samples if s.id not in done]
 
-    samples = load_samples(task, request.data_root, request.limit)
     sink = None
     if request.wandb:
         from harness.wandb_sink import WandbSink
 
-        sink = WandbSink(run_dir, run_id, config)
+        sink = WandbSink(run_dir, run_id, config, group=request.group)
     journal = Journal(run_dir / "samples.jsonl")
-    results: list[SampleResult] = []
-    bar = tqdm(total=len(samples), desc=f"{task.task} × {spec.name}", unit="sample", dynamic_ncols=True)
+    results: list[SampleResult] = [done[s.id] for s in samples if s.id in done]
+    bar = tqdm(total=len(samples), initial=len(results), desc=f"{task.task} × {spec.name}", unit="sample",
+               dynamic_ncols=True)
 
     def on_result(result: SampleResult) -> None:
+        result = dataclasses.replace(result, prompt_profile=config["prompt_profile"])  # every journal line names it
         journal.append(result)
         results.append(result)
         if sink is not None:
@@ -96,16 +132,21 @@ def evaluate(request: EvalRequest) -> EvalOutcome:
 
     start = time.perf_counter()
     try:
-        run_samples(samples, spec, task, request.prompt, request.runner, on_result)
+        run_samples(todo, spec, task, request.prompt, request.runner, on_result)
     finally:
         bar.close()
         journal.close()
     wall = time.perf_counter() - start
     results.sort(key=lambda r: r.id)
     summary = build_summary(results, task.metric.breakdown, wall, config)
+    summary["metrics"].update(task_metrics(summary["metrics"], task.metric.name, task.metric.macro_over))
+    if task.metric.submission:  # unlabelled benchmark split: predictions for the authors' server, no score
+        (run_dir / "submission.json").write_text(json.dumps(submission(results, task.metric.submission), indent=1))
+        summary["metrics"]["submission_file"] = "submission.json"
     write_summary(run_dir, summary)
+    write_lmms_layout(run_dir, task.task, spec.name, summary, results, samples, config)
     wandb_dir = None
     if sink is not None:
         wandb_dir = sink.run_path
-        sink.finish(summary, results)
+        sink.finish(summary, results, videos={s.id: s.video for s in samples})
     return EvalOutcome(run_dir, summary, results, wandb_dir)

@@ -26,6 +26,8 @@ def _letter_patterns(n_options: int) -> list[re.Pattern[str]]:
     cls = f"[{letters}]"
     return [
         re.compile(rf"^\(?({cls})(?:[\.\):,\s]|$)"),  # starts with the letter: "B", "(B)", "B. text"
+        re.compile(rf"^(?:\*\*|\[)({cls})(?:\*\*|\])"),  # markdown bold / bracketed: "**B**", "[B]"
+        re.compile(rf"答案是\s*[:：]?\s*\(?({cls})"),  # "答案是C" (lmms-eval's answer phrases include it)
         re.compile(rf"\(({cls})\)"),  # "(B)" anywhere
         re.compile(rf"(?:answer|option)\s*(?:is)?\s*[:：]?\s*\(?({cls})\b", re.IGNORECASE),
         re.compile(rf"(?<![A-Za-z])({cls})(?=[\.\):])"),  # "B." / "B)" anywhere

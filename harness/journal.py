@@ -25,6 +25,7 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        _drop_torn_tail(path)
         self._file = path.open("a", encoding="utf-8")
 
     def append(self, result: SampleResult) -> None:
@@ -46,3 +47,21 @@ def read_journal(path: Path) -> Iterator[SampleResult]:
                 yield from_json(json.loads(line))
             except (json.JSONDecodeError, TypeError):
                 continue
+
+
+def finished(path: Path) -> dict[str, SampleResult]:
+    """The samples a journal holds, by id (the first line wins should an id ever appear twice)."""
+    done: dict[str, SampleResult] = {}
+    for result in read_journal(path):
+        done.setdefault(result.id, result)
+    return done
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a half-written last line (a crash mid-write) so the next append starts on a line of its own."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as f:
+        data = f.read()
+        if not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)

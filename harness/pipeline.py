@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from harness.backbones import BACKBONES
+from harness.config import ConfigError
 from harness.extract import EXTRACTORS, Extractor
 from harness.measure import PeakMemory, StageTimer
 from harness.prompts import render
@@ -23,8 +24,10 @@ from harness.records import Frames, FrameSelection, Sample, SampleResult, VideoM
 from harness.reduction import REDUCERS, ReductionContext, TokenReducer
 from harness.selection import SELECTORS, FrameSelector
 from harness.specs import ModelSpec
+from harness.subtitles import for_prompt
 from harness.tasks import TaskSpec
 from harness.video import VideoError, probe, read_frames
+from harness.vilamp.streaming import VideoSource
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +64,33 @@ def needle_retained(sample: Sample, frames: Frames) -> bool | None:
     )
 
 
+def decodes_in_model(spec: ModelSpec) -> bool:
+    """Whether the model actor must decode the video itself instead of a CPU decode worker.
+
+    A selector whose frames are too many to travel as one array (ViLAMP streaming 10K frames) sets a
+    class attribute `decode_in_model = True`; every other selector is decoded in CPU workers.
+    """
+    return bool(getattr(SELECTORS.get(spec.selector.name), "decode_in_model", False))
+
+
+def outcome_fields(sample: Sample, decoded: Decoded) -> dict[str, Any]:
+    """What a result records about the frames, whether or not the model then succeeds.
+
+    `needle_retained` is judged on the frames kept whole: with keyframes (ViLAMP) every frame reaches the model
+    but a non-keyframe only as one merged token, so a needle counts as retained only if a keyframe shows it.
+    """
+    selection = decoded.selection
+    whole = subset(decoded.frames, selection.keyframes) if selection.keyframes else decoded.frames
+    return dict(
+        n_frames_decoded=decoded.n_decoded,
+        frame_indices=selection.indices,
+        keyframes=selection.keyframes,
+        n_frames=len(selection.indices),
+        n_keyframes=len(whole),
+        needle_retained=needle_retained(sample, whole),
+    )
+
+
 def failure(sample: Sample, model: str, status: str, error: str, **fields: Any) -> SampleResult:
     return SampleResult(
         id=sample.id, task=sample.task, model=model, status=status, gold=sample.answer,  # type: ignore[arg-type]
@@ -78,6 +108,12 @@ class Pipeline:
         self.reducer: TokenReducer = REDUCERS.get(spec.reducer.name)(**spec.reducer.args)
         self.extractor: Extractor = EXTRACTORS.get(task.extractor)
         self._backbone = None
+        # A streaming selector (ViLAMP up to 10K frames) decodes and encodes chunk by chunk inside `infer`, with
+        # a reducer that reads frames the same way; `decode` only probes and plans for it.
+        self.streaming = bool(getattr(self.selector, "streaming", False))
+        if self.streaming and not hasattr(self.reducer, "reduce_stream"):
+            raise ConfigError(f"model {spec.name!r}: selector {spec.selector.name!r} streams its frames, but "
+                              f"reducer {spec.reducer.name!r} has no reduce_stream")
 
     @property
     def backbone(self) -> Any:
@@ -93,6 +129,11 @@ class Pipeline:
                 if not os.path.exists(sample.video):
                     raise VideoError("missing", f"video not found: {sample.video}")
                 meta = probe(sample.video)
+                if self.streaming:
+                    planned = self.selector.plan(meta)
+                    frames = Frames(planned, tuple(i / meta.fps for i in planned),  # pixels come later, in chunks
+                                    np.zeros((len(planned), 0, 0, 3), np.uint8), backend="planned")
+                    return Decoded(meta, FrameSelection(self.selector.name, planned), frames, 0, timer.seconds)
                 candidates = read_frames(sample.video, self.selector.plan(meta))
             with timer("select"):
                 selection = self.selector.select(sample, meta, candidates)
@@ -104,22 +145,36 @@ class Pipeline:
     def infer(self, sample: Sample, decoded: Decoded) -> SampleResult:
         timer = StageTimer()
         timer.seconds.update(decoded.timings_s)
-        common = dict(
-            n_frames_decoded=decoded.n_decoded,
-            frame_indices=decoded.selection.indices,
-            keyframes=decoded.selection.keyframes,
-            needle_retained=needle_retained(sample, decoded.frames),
-        )
+        common = outcome_fields(sample, decoded)
         try:
             with torch.inference_mode():
-                with timer("vision"):
-                    tokens = self.backbone.encode_frames(decoded.frames)
-                with timer("reduce"):
-                    context = ReductionContext(sample, decoded.selection, decoded.frames, self.backbone)
-                    visual = self.reducer.reduce(tokens, context)
-                prompt = render(self.profile, sample, self.profile_name)
-                generation = self.backbone.generate(visual, prompt, self.task.generation)
-        except torch.OutOfMemoryError as exc:
+                if self.streaming:
+                    # Decoded here, in the model actor (the selection needs the image-text encoder), a chunk at
+                    # a time: no array of all N frames or of their patch features ever exists.
+                    source = VideoSource(sample.video)
+                    with timer("select"):
+                        selection, frames = self.selector.select_stream(
+                            sample, decoded.selection.indices, source, self.backbone)
+                    decoded = dataclasses.replace(decoded, selection=selection, frames=frames, n_decoded=len(frames))
+                    common = outcome_fields(sample, decoded)
+                    with timer("vision"):  # encoding and merging interleave per chunk: one stage
+                        context = ReductionContext(sample, selection, frames, self.backbone)
+                        visual = self.reducer.reduce_stream(source, context)
+                else:
+                    with timer("vision"):
+                        tokens = self.backbone.encode_frames(decoded.frames)
+                    with timer("reduce"):
+                        context = ReductionContext(sample, decoded.selection, decoded.frames, self.backbone)
+                        visual = self.reducer.reduce(tokens, context)
+                subtitles = for_prompt(self.task.subtitles, sample, decoded.frames.timestamps_s)
+                prompt = render(self.profile, sample, self.profile_name, subtitles)
+                # in-LLM pruning (FastV) travels to generate; the reducer checked the backbone offers it
+                llm_prune = getattr(self.reducer, "llm_prune", None)
+                generation = self.backbone.generate(visual, prompt, self.task.generation,
+                                                    **({"llm_prune": llm_prune} if llm_prune else {}))
+        except VideoError as exc:  # streaming methods decode inside infer
+            return failure(sample, self.spec.name, exc.status, str(exc), timings_s=timer.seconds, **common)
+        except (torch.OutOfMemoryError, MemoryError) as exc:  # GPU, or a CPU allocation that failed
             return failure(sample, self.spec.name, "oom", str(exc).splitlines()[0], timings_s=timer.seconds, **common)
         except Exception as exc:  # one bad sample must not end the run: record it with its traceback
             detail = "".join(traceback.format_exception_only(exc)).strip()
@@ -134,6 +189,7 @@ class Pipeline:
             correct=sample.answer is not None and prediction.answer == sample.answer,
             raw_output=generation.text, video_id=sample.video_id, breakdown=sample.breakdown,
             visual_tokens=generation.visual_tokens, text_tokens=generation.text_tokens,
+            visual_tokens_after_llm_prune=generation.visual_tokens_after_llm_prune,
             generated_tokens=generation.generated_tokens, timings_s=timer.seconds, **common,
         )
 

@@ -7,13 +7,14 @@ from harness.samples import LETTERS
 from harness.tasks import PromptProfile
 
 
-def render(profile: PromptProfile, sample: Sample, profile_name: str) -> Prompt:
+def render(profile: PromptProfile, sample: Sample, profile_name: str, subtitles: str = "") -> Prompt:
+    """`subtitles` fills a `{subtitles}` placeholder (harness/subtitles.py picks them per sampled frames)."""
     options = profile.option_separator.join(
         profile.option_format.format(letter=LETTERS[i], text=text) for i, text in enumerate(sample.options)
     )
     return Prompt(
         system=profile.system,
-        user=profile.user.format(question=sample.question, options=options),
+        user=profile.user.format(question=sample.question, options=options, subtitles=subtitles),
         assistant_prefix=profile.assistant_prefix,
         profile=profile_name,
     )

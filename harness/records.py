@@ -89,6 +89,7 @@ class Generation:
     text_tokens: int  # prompt tokens that are not visual
     generated_tokens: int
     timings_s: dict[str, float] = field(default_factory=dict)  # vision / reduce / prefill / generate
+    visual_tokens_after_llm_prune: int | None = None  # in-LLM pruning (FastV): visual tokens from layer K on
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,10 @@ class SampleResult:
     n_frames_decoded: int = 0
     frame_indices: tuple[int, ...] = ()
     keyframes: tuple[int, ...] = ()
+    n_frames: int = 0  # frames that reach the model in any form (ViLAMP: all N, non-keyframes as one token)
+    n_keyframes: int = 0  # of those, frames kept whole (every frame, for methods without keyframes)
     visual_tokens: int = 0
+    visual_tokens_after_llm_prune: int | None = None  # None: no in-LLM pruning
     text_tokens: int = 0
     generated_tokens: int = 0
     needle_retained: bool | None = None
@@ -124,3 +128,4 @@ class SampleResult:
     peak_rss_mb: float = 0.0
     worker: str = ""
     attempts: int = 1
+    prompt_profile: str = ""  # the task prompt profile the answer was produced with

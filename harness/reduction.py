@@ -13,7 +13,7 @@ import torch
 from harness.records import Frames, FrameSelection, Sample
 from harness.registry import Registry
 
-Hook = Literal["none", "visual", "llm"]
+Hook = Literal["none", "visual", "vision_attention", "llm", "llm_prune"]  # the backbone hook a reducer uses
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,3 +46,8 @@ class NoReduction:
 
 REDUCERS: Registry = Registry("token reducer")
 REDUCERS.register("none", NoReduction)
+REDUCERS.register("dfm", "harness.vilamp.reducer:DFMReducer")  # ViLAMP differential feature merging
+REDUCERS.register("visionzip", "baselines.visionzip:VisionZip")
+REDUCERS.register("tome", "baselines.tome:ToMe")
+REDUCERS.register("dycoke", "baselines.dycoke:DyCoke")
+REDUCERS.register("fastv", "baselines.fastv:FastV")

@@ -32,25 +32,51 @@ def ensure_data(task: TaskSpec, root: Path) -> None:
         return
     if task.dataset.generator is None:
         missing = [str(root / f) for f in task.dataset.files if not (root / f).exists()]
+        how = (f"download it with `python -m harness prepare --task {task.task} --data-root {root}`, or "
+               if task.dataset.hub else "")
         raise ConfigError(f"task {task.task}: annotation file(s) not found: {', '.join(missing)}; "
-                          f"pass --data-root DIR pointing at the downloaded benchmark")
+                          f"{how}pass --data-root DIR pointing at the downloaded benchmark")
     module, _, attr = task.dataset.generator.partition(":")
     getattr(importlib.import_module(module), attr)(root, **task.dataset.generator_args)
 
 
-def load_rows(task: TaskSpec, root: Path) -> list[dict[str, Any]]:
+def load_rows(task: TaskSpec, root: Path, files: Sequence[str | Path] | None = None) -> list[dict[str, Any]]:
+    """The annotation rows, through `datasets`; `files` overrides the task's (absolute or under `root`)."""
     import datasets
 
-    files = [str(root / f) for f in task.dataset.files]
-    kinds = {_FORMATS.get(Path(f).suffix) for f in files}
+    paths = [str(root / f) for f in (files or task.dataset.files)]
+    kinds = {_FORMATS.get(Path(f).suffix.lower()) for f in paths}
     if None in kinds or len(kinds) != 1:
-        raise ConfigError(f"task {task.task}: annotation files must all be parquet, json or jsonl: {files}")
+        raise ConfigError(f"task {task.task}: annotation files must all be parquet, json or jsonl: {paths}")
+    for path in paths:
+        if not Path(path).is_file():
+            raise ConfigError(f"task {task.task}: annotation file not found: {path}")
     datasets.disable_progress_bars()
-    dataset = datasets.load_dataset(
-        kinds.pop(), data_files={task.dataset.split: files}, split=task.dataset.split,
-        cache_dir=str(cache_dir() / "hf-datasets"),
-    )
+    try:
+        dataset = datasets.load_dataset(
+            kinds.pop(), data_files={task.dataset.split: paths}, split=task.dataset.split,
+            cache_dir=str(cache_dir() / "hf-datasets"),
+        )
+    except Exception as exc:  # arrow/json errors have many types; all mean the same thing to the user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"task {task.task}: cannot read {', '.join(paths)}: {first}") from exc
     return list(dataset)
+
+
+def adapt_rows(task: TaskSpec, rows: Sequence[Mapping[str, Any]], where: str) -> list[dict[str, Any]]:
+    """Apply the task's row adapter (harness/adapters.py), naming the row that fails."""
+    if task.dataset.adapter is None:
+        return [dict(row) for row in rows]
+    from harness.adapters import ADAPTERS
+
+    adapter = ADAPTERS.get(task.dataset.adapter)
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            out.append(adapter(row))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: row {i}: {exc}") from exc
+    return out
 
 
 def load_samples(task: TaskSpec, data_root: str | Path | None = None, limit: int | None = None) -> list[Sample]:
@@ -59,6 +85,7 @@ def load_samples(task: TaskSpec, data_root: str | Path | None = None, limit: int
     rows = load_rows(task, root)
     if limit is not None:
         rows = rows[:limit]
+    rows = adapt_rows(task, rows, ", ".join(task.dataset.files))
     return [row_to_sample(task, row, root, f"{task.source}: row {i}") for i, row in enumerate(rows)]
 
 
@@ -85,17 +112,33 @@ def row_to_sample(task: TaskSpec, row: Mapping[str, Any], root: Path, where: str
         duration_s=float(column(fm.duration)) if fm.duration else None,
         breakdown={key: str(column(key)) for key in task.metric.breakdown},
         evidence_spans_s=_spans(column(fm.evidence_spans)) if fm.evidence_spans else (),
-        meta={key: _plain(column(key)) for key in fm.keep},
+        meta={key: _plain(column(key)) for key in fm.keep} | subtitle_meta(task, row, root, where),
     )
 
 
+def subtitle_meta(task: TaskSpec, row: Mapping[str, Any], root: Path, where: str) -> dict[str, Any]:
+    """Where the sample's subtitle file is and the offset of its times; read later, per sampled frames."""
+    spec = task.subtitles
+    if spec is None:
+        return {}
+    offset = row.get(spec.offset) if spec.offset else None
+    return {"subtitle_file": str(_inside_root(spec.path, row, root, where)),
+            "subtitle_offset_s": float(offset) if offset is not None else 0.0}
+
+
 def video_path(task: TaskSpec, row: Mapping[str, Any], root: Path, where: str) -> Path:
+    """The first of video_path and its fallbacks (e.g. VideoMME's .MP4/.mkv files) that exists, else the first."""
+    paths = [_inside_root(template, row, root, where) for template in (task.video_path, *task.video_path_fallbacks)]
+    return next((p for p in paths if p.exists()), paths[0])
+
+
+def _inside_root(template: str, row: Mapping[str, Any], root: Path, where: str) -> Path:
     try:
-        path = Path(task.video_path.format(root=root, **row)).resolve()
+        path = Path(template.format(root=root, **row)).resolve()
     except KeyError as exc:
-        raise ConfigError(f"{where}: video_path {task.video_path!r} names unknown column {exc}") from exc
+        raise ConfigError(f"{where}: path template {template!r} names unknown column {exc}") from exc
     if not path.is_relative_to(root):
-        raise ConfigError(f"{where}: video path {path} escapes the data root {root}")
+        raise ConfigError(f"{where}: path {path} escapes the data root {root}")
     return path
 
 

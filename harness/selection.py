@@ -27,3 +27,8 @@ class FrameSelector(Protocol):
 
 SELECTORS: Registry = Registry("frame selector")
 SELECTORS.register("uniform", "baselines.uniform:Uniform")
+SELECTORS.register("dks", "harness.vilamp.selector:DKSSelector")  # ViLAMP keyframes, in memory
+SELECTORS.register("dks-stream", "harness.vilamp.selector:StreamingDKS")  # ViLAMP keyframes, chunked (10K frames)
+SELECTORS.register("topk", "baselines.topk:TopK")
+SELECTORS.register("aks", "baselines.aks:AKS")
+SELECTORS.register("bolt", "baselines.bolt:BOLT")

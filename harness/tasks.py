@@ -16,12 +16,25 @@ from harness.registry import Registry
 
 
 @dataclass(frozen=True)
+class HubSpec:
+    """Where `harness prepare` downloads a published benchmark from (Hugging Face dataset repos)."""
+
+    repos: tuple[str, ...]  # accepted names, tried in order (lmms-eval/… moved from lmms-lab/… in 2026)
+    allow_patterns: tuple[str, ...] = ()  # files to fetch; empty: the whole repo
+    unpack: tuple[str, ...] = ()  # globs of archives to extract into the root: *.zip, or split tars "x.tar.part.*"
+    gated: bool = False  # terms must be accepted on the hub and a token present
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     files: tuple[str, ...]  # annotation files relative to the data root (parquet, json or jsonl)
     split: str = "train"  # the split name `datasets` gives the loaded files
     root: str = ""  # default data root; "{cache}" expands to the harness cache dir
     generator: str | None = None  # "module:function(root, **generator_args)" that creates the data
     generator_args: dict[str, object] = field(default_factory=dict)
+    adapter: str | None = None  # harness.adapters name: normalises one published row form before `fields`
+    published_rows: int | None = None  # row count of the file as published; `verify` reports a mismatch
+    hub: HubSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -52,9 +65,22 @@ class PromptProfile:
 
 @dataclass(frozen=True)
 class MetricSpec:
-    name: str = "accuracy"
+    name: Literal["accuracy", "mavg"] = "accuracy"  # mavg: unweighted mean of per-group accuracy (MLVU M-Avg)
     breakdown: tuple[str, ...] = ()  # row columns reported separately; also copied into Sample.breakdown
     cluster_key: str = "video_id"  # questions on one video are correlated: cluster the standard error
+    macro_over: str | None = None  # the breakdown column `mavg` averages over
+    submission: Literal["id", "video_id"] | None = None  # write submission.json {key: predicted index}
+
+
+@dataclass(frozen=True)
+class SubtitleSpec:
+    """Subtitles offered to prompts as `{subtitles}`, chosen by the sampled frames' timestamps."""
+
+    path: str  # like video_path: "{root}/subtitle/{videoID}.srt"
+    format: Literal["srt", "lvb_json"] = "srt"
+    select: Literal["frames", "interleaved"] = "frames"  # VideoMME rule / LongVideoBench rule (harness/subtitles.py)
+    offset: str | None = None  # column of seconds subtracted from subtitle times
+    missing: str = "No subtitles available"  # text when the video has no subtitle file (lmms-eval VideoMME)
 
 
 @dataclass(frozen=True)
@@ -67,6 +93,8 @@ class TaskSpec:
     description: str = ""
     version: int = 1
     video_path: str = "{root}/{video}"  # placeholders: {root} and any row column
+    video_path_fallbacks: tuple[str, ...] = ()  # tried in order when video_path does not exist
+    subtitles: SubtitleSpec | None = None
     extractor: str = "mcq_letter"
     metric: MetricSpec = MetricSpec()
     generation: GenerationConfig = GenerationConfig()
@@ -85,6 +113,8 @@ def load_task_file(path: Path) -> TaskSpec:
     spec = build(TaskSpec, data, where=str(path))
     if spec.default_prompt not in spec.prompts:
         raise ConfigError(f"{path}: default_prompt {spec.default_prompt!r} is not among prompts {sorted(spec.prompts)}")
+    if spec.metric.name == "mavg" and spec.metric.macro_over not in spec.metric.breakdown:
+        raise ConfigError(f"{path}: metric.macro_over must name one of metric.breakdown {list(spec.metric.breakdown)}")
     return spec
 
 

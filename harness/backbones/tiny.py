@@ -7,14 +7,12 @@ Its answers are near chance by construction.
 
 from __future__ import annotations
 
-import fcntl
-import shutil
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoProcessor,
     LlavaOnevisionConfig,
@@ -27,6 +25,18 @@ from transformers import (
     SiglipVisionConfig,
 )
 
+from transformers.cache_utils import DynamicCache
+
+from harness.backbones.base import HookUnavailable, LlmPrune
+from harness.backbones.hf_common import (
+    chat_ids,
+    ensure_built,
+    greedy,
+    llm_layers,
+    prefill_pruned,
+    save_atomically,
+    train_bpe_tokenizer,
+)
 from harness.paths import cache_dir
 from harness.records import Frames, Generation, GenerationConfig, Prompt
 
@@ -99,24 +109,14 @@ yes no true false correct wrong left right up down start end begin beginning mid
 
 def _train_tokenizer() -> PreTrainedTokenizerFast:
     """A byte-level BPE (Qwen2's scheme) trained on the in-code corpus, with the ChatML/LLaVA special tokens."""
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodable: no unknown tokens
-        show_progress=False,
-    )
-    lines = _CORPUS.splitlines() + [" ".join("ABCDE"), " ".join("0123456789")]
-    backend.train_from_iterator(lines, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        eos_token=IM_END,  # chat models end their turn with <|im_end|>, as Qwen2-Instruct does
-        pad_token=ENDOFTEXT,
-        extra_special_tokens={"image_token": IMAGE, "video_token": VIDEO},
+    return train_bpe_tokenizer(
+        _CORPUS.splitlines() + [" ".join("ABCDE"), " ".join("0123456789")],
+        SPECIAL_TOKENS,
+        eos=IM_END,  # chat models end their turn with <|im_end|>, as Qwen2-Instruct does
+        pad=ENDOFTEXT,
         chat_template=CHAT_TEMPLATE,
-        model_max_length=32768,
+        vocab_size=VOCAB_SIZE,
+        extra_special_tokens={"image_token": IMAGE, "video_token": VIDEO},
     )
 
 
@@ -179,28 +179,14 @@ def build_tiny_model(seed: int = 0) -> tuple[LlavaOnevisionForConditionalGenerat
 
 
 def build_tiny_checkpoint(directory: Path, seed: int = 0) -> Path:
-    """Build the seeded tiny model + processor and save them to `directory`, which must not exist yet.
+    """Build the seeded tiny model + processor and save them to `directory`, which must not exist yet."""
 
-    Written to a temporary sibling and renamed into place, so `directory` is either absent or complete.
-    """
-    directory = Path(directory)
-    if directory.exists():
-        raise FileExistsError(f"checkpoint directory already exists: {directory}")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
+    def write(staging: Path) -> None:
         model, processor = build_tiny_model(seed)
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
-        staging.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
-        try:
-            staging.rename(directory)
-        except OSError as error:  # another builder renamed its copy first
-            raise FileExistsError(f"checkpoint directory appeared while building: {directory}") from error
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return directory
+
+    return save_atomically(directory, write)
 
 
 # Bump when the tiny config, tokenizer corpus or layout changes, so a stale cached checkpoint is not reused.
@@ -211,16 +197,10 @@ def default_checkpoint(seed: int = 0) -> Path:
     return cache_dir() / "models" / f"tiny-llava-ov-v{TINY_FORMAT}-seed{seed}"
 
 
-def ensure_checkpoint(directory: Path, seed: int = 0) -> Path:
-    """Build `directory` once; concurrent first users wait on a file lock instead of building twice."""
-    if directory.is_dir():
-        return directory
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with open(directory.parent / f".{directory.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if not directory.is_dir():
-            build_tiny_checkpoint(directory, seed)
-    return directory
+def ensure_checkpoint(directory: Path, seed: int = 0, build: Callable[[Path, int], Path] | None = None) -> Path:
+    """Build `directory` once (default builder: the tiny LLaVA-OV); concurrent first users wait on a file lock
+    instead of building twice."""
+    return ensure_built(directory, lambda d: (build or build_tiny_checkpoint)(d, seed))
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -257,6 +237,7 @@ class TinyBackbone:
     """The Backbone protocol over a loaded LLaVA-OneVision model and its processor."""
 
     name = "tiny"
+    hooks = frozenset({"embed_text", "prompt_embeds", "vision_attention", "llm_prune"})
 
     def __init__(self, model: LlavaOnevisionForConditionalGeneration, processor: LlavaOnevisionProcessor) -> None:
         self.model = model
@@ -279,14 +260,46 @@ class TinyBackbone:
         if len(frames) == 0:
             raise ValueError("encode_frames needs at least one frame")
         with torch.inference_mode():
-            batch = self.processor.video_processor(
-                videos=[frames.pixels], input_data_format="channels_last", return_tensors="pt"
-            )
-            pixels = batch["pixel_values_videos"].to(self.device, self.dtype)  # [1, T, 3, S, S]
+            pixels = self._video_pixels(frames)  # [1, T, 3, S, S]
             features = self.model.get_video_features(pixels, return_dict=True).pooler_output  # [1, T*M + 1, C]
         # get_video_features appends image_newline after the whole video; generate() re-appends it after the
         # (possibly reduced) sequence, so per-frame tokens leave without it.
         return features[0, :-1].reshape(len(frames), self.tokens_per_frame, self.hidden_size)
+
+    def vision_attention(self, frames: Frames) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean attention each vision token receives [T, M] and head-averaged keys [T, M, d] (see Backbone).
+
+        Read at the SigLIP layer whose output is the feature layer (q/k captured there, softmax recomputed,
+        since SDPA returns no weights), then pooled with the model's own 2× bilinear pooling.
+        """
+        if len(frames) == 0:
+            raise ValueError("vision_attention needs at least one frame")
+        tower = self.model.model.vision_tower
+        layers = tower.encoder.layers
+        feature_layer = self.model.config.vision_feature_layer
+        if not isinstance(feature_layer, int):
+            raise HookUnavailable("vision_attention: multi-layer vision features are not supported")
+        # hidden_states[0] is the embedding output, so hidden_states[f] is the output of layer f - 1
+        attn = layers[feature_layer % (len(layers) + 1) - 1].self_attn
+        captured: dict[str, torch.Tensor] = {}
+        handles = [
+            attn.q_proj.register_forward_hook(lambda _m, _i, out: captured.__setitem__("q", out)),
+            attn.k_proj.register_forward_hook(lambda _m, _i, out: captured.__setitem__("k", out)),
+        ]
+        try:
+            with torch.inference_mode():
+                tower(pixel_values=self._video_pixels(frames)[0])
+        finally:
+            for handle in handles:
+                handle.remove()
+        t, p, _ = captured["q"].shape
+        q = captured["q"].view(t, p, attn.num_heads, attn.head_dim).transpose(1, 2)
+        k = captured["k"].view(t, p, attn.num_heads, attn.head_dim).transpose(1, 2)
+        weights = torch.softmax((q @ k.transpose(-1, -2)).float() * attn.scale, dim=-1)  # [T, H, P, P]
+        received = weights.mean(dim=(1, 2))  # SigLIP has no CLS: mean over heads and queries
+        keys = k.mean(dim=1).float()  # [T, P, d]
+        pool = self.model.model.apply_pooling
+        return pool(received[..., None])[..., 0], pool(keys)
 
     def embed_text(self, text: str) -> torch.Tensor:
         """LLM input embeddings of `text` (no special tokens added): [n, C]."""
@@ -298,49 +311,87 @@ class TinyBackbone:
 
         Returns (embeddings, visual tokens entering the LLM, text tokens).
         """
+        embeds, _, n_visual, n_text = self._prompt(visual_tokens, prompt)
+        return embeds, n_visual, n_text
+
+    def _prompt(self, visual_tokens: torch.Tensor, prompt: Prompt) -> tuple[torch.Tensor, int, int, int]:
+        """prompt_embeds plus the position where the visual span starts."""
         if visual_tokens.ndim != 2 or visual_tokens.shape[1] != self.hidden_size:
             raise ValueError(f"visual_tokens must be [L, {self.hidden_size}], got {list(visual_tokens.shape)}")
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt.user}]}]
-        if prompt.system:
-            messages.insert(0, {"role": "system", "content": prompt.system})
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        ids = self.tokenizer(text + prompt.assistant_prefix, add_special_tokens=False)["input_ids"]
-        if (found := ids.count(self.video_token_id)) != 1:
-            raise ValueError(f"the prompt must hold exactly one {VIDEO} placeholder, found {found}")
-        at = ids.index(self.video_token_id)
+        ids, at = chat_ids(self.tokenizer, prompt, {"type": "video"}, self.video_token_id, VIDEO)
         with torch.inference_mode():
             embedded = self._embed_ids(ids)
             newline = self.model.model.image_newline.to(self.dtype)[None]
             visual = torch.cat([visual_tokens.to(self.device, self.dtype), newline])
             embeds = torch.cat([embedded[:at], visual, embedded[at + 1 :]])[None]
-        return embeds, visual.shape[0], len(ids) - 1
+        return embeds, at, visual.shape[0], len(ids) - 1
 
-    def generate(self, visual_tokens: torch.Tensor, prompt: Prompt, config: GenerationConfig) -> Generation:
-        """Greedy decoding with an explicit KV cache: one prefill forward, then one forward per new token."""
+    def generate(
+        self, visual_tokens: torch.Tensor, prompt: Prompt, config: GenerationConfig, *,
+        llm_prune: LlmPrune | None = None,
+    ) -> Generation:
+        """Greedy decoding with an explicit KV cache: one prefill forward, then one forward per new token.
+
+        With `llm_prune` (FastV) the prefill prunes visual tokens at layer K (`prefill_pruned`).
+        """
         if config.do_sample:
             raise ValueError("the tiny backbone decodes greedily only (do_sample=False)")
-        if config.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {config.max_new_tokens}")
         start = time.perf_counter()
-        embeds, n_visual, n_text = self.prompt_embeds(visual_tokens, prompt)
-        with torch.inference_mode():
-            out = self.model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1)
-            generated = [int(out.logits[0, -1].argmax())]  # int() syncs, so the timing is real on GPU too
-            prefill_done = time.perf_counter()
-            cache = out.past_key_values
-            while len(generated) < config.max_new_tokens and generated[-1] not in self.stop_ids:
-                step = torch.tensor([[generated[-1]]], device=self.device)
-                out = self.model(input_ids=step, past_key_values=cache, use_cache=True, logits_to_keep=1)
-                cache = out.past_key_values
-                generated.append(int(out.logits[0, -1].argmax()))
-        end = time.perf_counter()
+        embeds, at, n_visual, n_text = self._prompt(visual_tokens, prompt)
+        after_prune = None
+
+        def prefill() -> tuple[torch.Tensor, Any]:
+            nonlocal after_prune
+            if llm_prune is None:
+                out = self.model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1)
+                return out.logits[0, -1], out.past_key_values
+            # the trailing image_newline is a separator, not a visual token to rank: it is always kept
+            logits, cache, kept = self.prefill_pruned(embeds, range(at, at + n_visual - 1), llm_prune)
+            after_prune = len(kept) + 1
+            return logits, cache
+
+        def step(token: int, i: int, cache: Any) -> tuple[torch.Tensor, Any]:
+            if llm_prune is None:
+                ids = torch.tensor([[token]], device=self.device)
+                out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                return out.logits[0, -1], out.past_key_values
+            # layers keep different cache lengths, so run the decoder layers directly
+            positions = torch.tensor([[embeds.shape[1] + i]], device=self.device)
+            return self._llm_layers(self._embed_ids([token])[None], positions, cache, None)[0, -1], cache
+
+        out = greedy(prefill, step, self.stop_ids, config.max_new_tokens, start)
         return Generation(
-            text=self.tokenizer.decode(generated, skip_special_tokens=True),
+            text=self.tokenizer.decode(out.tokens, skip_special_tokens=True),
             visual_tokens=n_visual,
             text_tokens=n_text,
-            generated_tokens=len(generated),
-            timings_s={"prefill": prefill_done - start, "decode": end - prefill_done},
+            generated_tokens=len(out.tokens),
+            timings_s={"prefill": out.prefill_s, "decode": out.decode_s},
+            visual_tokens_after_llm_prune=after_prune,
         )
+
+    @torch.inference_mode()
+    def prefill_pruned(
+        self, embeds: torch.Tensor, visual: range, prune: LlmPrune
+    ) -> tuple[torch.Tensor, DynamicCache, list[int]]:
+        """FastV prefill: layers < K see every token; from layer K on only the top ceil(keep_ratio·N) visual
+        tokens by the last prompt token's attention at layer K - 1 (mean over heads) remain, at their
+        original positions. Returns (last-position logits [V], cache, kept visual positions)."""
+        n = embeds.shape[1]
+        positions = torch.arange(n, device=self.device)[None]
+        logits, cache, kept, _ = prefill_pruned(self.model, embeds, positions, visual, prune.layer, prune.keep_ratio)
+        return logits, cache, kept
+
+    def _llm_layers(
+        self, hidden: torch.Tensor, positions: torch.Tensor, cache: DynamicCache, mask: torch.Tensor | None,
+        start: int = 0, stop: int | None = None,
+    ) -> torch.Tensor:
+        return llm_layers(self.model, hidden, positions, cache, mask, start, stop)
+
+    def _video_pixels(self, frames: Frames) -> torch.Tensor:
+        batch = self.processor.video_processor(
+            videos=[frames.pixels], input_data_format="channels_last", return_tensors="pt"
+        )
+        return batch["pixel_values_videos"].to(self.device, self.dtype)
 
     def _embed_ids(self, ids: list[int]) -> torch.Tensor:
         with torch.inference_mode():

@@ -1,0 +1,54 @@
+"""DyCoke's temporal token merging, TTM (Tao et al., CVPR'25, arXiv 2411.15024).
+
+Non-overlapping windows of 4 frames [f0 f1 f2 f3]: f0 is kept whole; f1 and f2 are compared with f0, f3
+with f2, token by token at the same spatial position (cosine), and each non-anchor frame keeps only its
+⌊(1 − K)·M⌋ least similar tokens — ≈47.5% of the tokens at K = 0.7. Like the official code, similar tokens
+are dropped, not averaged. Output keeps time order, and spatial order within a frame.
+Official default (README): K = 0.7. DyCoke's second stage (decode-time KV pruning at layer 3) is not part
+of this baseline.
+Hook: visual tokens only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from harness.reduction import ReductionContext
+
+REFERENCE = {1: 0, 2: 0, 3: 2}  # frame in window → the frame it is compared with
+
+
+def ttm_keep(tokens: torch.Tensor, prune_ratio: float, window: int = 4) -> list[torch.Tensor]:
+    """Per frame, the token positions TTM keeps (sorted): tokens [T, M, C]."""
+    t, m, _ = tokens.shape
+    n_keep = math.floor(round((1 - prune_ratio) * m, 6))  # round first: 0.3 * 10 is 2.9999999999999996
+    unit = torch.nn.functional.normalize(tokens.float(), dim=-1)
+    kept = []
+    for frame in range(t):
+        offset = frame % window
+        if offset == 0 or offset not in REFERENCE:
+            kept.append(torch.arange(m))
+            continue
+        similarity = (unit[frame] * unit[frame - offset + REFERENCE[offset]]).sum(-1)
+        kept.append(torch.sort(torch.argsort(similarity, stable=True)[:n_keep]).values)
+    return kept
+
+
+@dataclass(frozen=True)
+class DyCoke:
+    prune_ratio: float = 0.7  # K
+    window: int = 4
+    name: str = "dycoke"
+    hook: str = "visual"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prune_ratio < 1.0 or self.window != 4:
+            raise ValueError(f"dycoke: prune_ratio must be in [0, 1) and window 4, "
+                             f"got {self.prune_ratio}, {self.window}")
+
+    def reduce(self, tokens: torch.Tensor, ctx: ReductionContext) -> torch.Tensor:
+        kept = ttm_keep(tokens, self.prune_ratio, self.window)
+        return torch.cat([tokens[f, rows] for f, rows in enumerate(kept)])

@@ -1,0 +1,53 @@
+"""What the query-aware keyframe selectors (top-k, AKS, BOLT) share: the candidate pool and frame relevance.
+
+Every method scores a 1 fps pool (notes/baselines.md §B), capped at 600 frames like ViLAMP's eval scripts
+(scripts/eval/exp_*.py), so the keyframe baselines and ViLAMP choose from the same candidates. Relevance is
+the cosine between an image–text encoder's frame and query embeddings (harness.encoders).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import torch
+
+from baselines.uniform import fps_indices
+from harness.encoders import ENCODERS, ImageTextEncoder
+from harness.records import Frames, Sample, VideoMeta
+
+POOL_FPS = 1.0
+POOL_CAP = 600
+Query = Literal["question", "question+options"]
+
+
+def candidate_pool(meta: VideoMeta, fps: float = POOL_FPS, cap: int | None = POOL_CAP) -> tuple[int, ...]:
+    return fps_indices(meta.num_frames, meta.fps, fps, cap)
+
+
+@lru_cache(maxsize=4)  # one encoder per worker process, shared by every sample
+def load_encoder(name: str) -> ImageTextEncoder:
+    return ENCODERS.get(name)()
+
+
+def query_text(sample: Sample, query: Query) -> str:
+    if query == "question":
+        return sample.question
+    if query == "question+options":
+        return "\n".join([sample.question, *sample.options])
+    raise ValueError(f"unknown query mode {query!r}; valid: question, question+options")
+
+
+def relevance(encoder: str, sample: Sample, frames: Frames, query: Query = "question") -> np.ndarray:
+    """Cosine similarity of each frame to the query text: float64 [len(frames)]."""
+    model = load_encoder(encoder)
+    images = torch.nn.functional.normalize(model.embed_images(frames).float(), dim=-1)
+    text = torch.nn.functional.normalize(model.embed_text(query_text(sample, query)).float(), dim=-1)
+    return (images @ text).double().numpy()
+
+
+def minmax(scores: np.ndarray) -> np.ndarray:
+    """Scores rescaled to [0, 1]; all zeros when they are constant."""
+    low, high = float(scores.min()), float(scores.max())
+    return (scores - low) / (high - low) if high > low else np.zeros_like(scores)

@@ -1,0 +1,46 @@
+"""Every baseline spec runs one sample through the real pipeline on the tiny backbone and lists its hook."""
+
+import math
+
+import pytest
+
+from harness.cli import cmd_models
+from harness.pipeline import Pipeline
+from harness.records import Sample
+from harness.specs import MODELS
+from harness.tasks import get_task
+
+# spec → (hook listed by `harness models`, visual tokens entering the LLM for a 6 s video at 10 fps)
+EXPECTED = {
+    "tiny-uniform-vilamp-budget": ("none", 16 * 6 + 1),  # ViLAMP: 6 frames at 1 fps, all keyframes
+    "tiny-topk": ("image_text_encoder", 16 * 6 + 1),  # 1 fps pool of 6 < k: every candidate
+    "tiny-aks": ("image_text_encoder", 16 * 6 + 1),
+    "tiny-bolt": ("image_text_encoder", 16 * 6 + 1),
+    "tiny-visionzip": ("vision_attention", 16 * 4 + 1),  # 16 frames × 25% of 16 tokens
+    "tiny-tome": ("visual", 64 + 1),  # 25% of 256
+    "tiny-dycoke": ("visual", 4 * (16 + 3 * 4) + 1),  # 4 windows: anchor + 3 × ⌊0.3 · 16⌋
+    "tiny-fastv": ("llm_prune", 256 + 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_spec_runs_one_sample(name, write_test_video):
+    video = write_test_video(num_frames=60, fps=10.0)
+    sample = Sample(id="s", task="needle", video=str(video.path), question="Which word appeared?",
+                    options=("APPLE", "TIGER", "CLOUD", "PIANO"), answer=1, evidence_spans_s=((2.0, 3.0),))
+    result = Pipeline(MODELS.get(name), get_task("needle")).run(sample)
+    assert result.status in ("ok", "unparsed"), result.error
+    assert result.visual_tokens == EXPECTED[name][1]
+    assert result.needle_retained is not None and result.n_frames_decoded >= len(result.frame_indices) > 0
+    if name == "tiny-fastv":
+        assert result.visual_tokens_after_llm_prune == math.ceil(0.5 * 256) + 1
+    else:
+        assert result.visual_tokens_after_llm_prune is None
+
+
+def test_models_lists_description_and_hook(capsys):
+    assert cmd_models() == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert set(lines) == set(MODELS.names())
+    for name, (hook, _) in EXPECTED.items():
+        assert f"hook: {hook} " in lines[name] and MODELS.get(name).description in lines[name]
