@@ -20,7 +20,8 @@ from harness.config import ConfigError
 from harness.extract import EXTRACTORS, Extractor
 from harness.measure import PeakMemory, StageTimer
 from harness.prompts import render
-from harness.records import Frames, FrameSelection, Sample, SampleResult, VideoMeta
+from harness.records import Frames, FrameSelection, GenerationConfig, Sample, SampleResult, VideoMeta
+from harness.samples import LETTERS
 from harness.reduction import REDUCERS, ReductionContext, TokenReducer
 from harness.selection import SELECTORS, FrameSelector
 from harness.specs import ModelSpec
@@ -170,7 +171,7 @@ class Pipeline:
                 prompt = render(self.profile, sample, self.profile_name, subtitles)
                 # in-LLM pruning (FastV) travels to generate; the reducer checked the backbone offers it
                 llm_prune = getattr(self.reducer, "llm_prune", None)
-                generation = self.backbone.generate(visual, prompt, self.task.generation,
+                generation = self.backbone.generate(visual, prompt, self.generation_config(sample),
                                                     **({"llm_prune": llm_prune} if llm_prune else {}))
         except VideoError as exc:  # streaming methods decode inside infer
             return failure(sample, self.spec.name, exc.status, str(exc), timings_s=timer.seconds, **common)
@@ -192,6 +193,12 @@ class Pipeline:
             visual_tokens_after_llm_prune=generation.visual_tokens_after_llm_prune,
             generated_tokens=generation.generated_tokens, timings_s=timer.seconds, **common,
         )
+
+    def generation_config(self, sample: Sample) -> GenerationConfig:
+        """The task's settings; a spec answering by option letter restricts the answer to this sample's letters."""
+        if self.spec.answer == "option_letter" and sample.options:
+            return dataclasses.replace(self.task.generation, choices=tuple(LETTERS[: len(sample.options)]))
+        return self.task.generation
 
     def run(self, sample: Sample, device: str = "cpu") -> SampleResult:
         """Both halves in this process, with the sample's total time and peak memory."""

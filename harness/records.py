@@ -70,6 +70,9 @@ class Frames:
 class GenerationConfig:
     max_new_tokens: int = 16
     do_sample: bool = False  # greedy: deterministic across workers
+    # When set, the answer is the one of these strings whose first token the model scores highest right after
+    # the prompt (one constrained greedy step): how a model that cannot follow the answer format still answers.
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

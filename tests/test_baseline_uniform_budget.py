@@ -57,9 +57,11 @@ def test_budget_mode_needs_tokens_per_frame():
         Uniform(budget="half", tokens_per_frame=16)
 
 
-def test_spec_tokens_per_frame_is_the_tiny_backbones():
-    from harness.backbones.tiny import load_tiny
+@pytest.mark.parametrize("name", ["tiny-uniform-vilamp-budget", "llava-ov-tiny-uniform-vilamp-budget",
+                                  "llava-video-tiny-uniform-vilamp-budget"])
+def test_spec_tokens_per_frame_is_the_backbones(name):
+    from harness.backbones import BACKBONES
 
-    spec = MODELS.get("tiny-uniform-vilamp-budget")
+    spec = MODELS.get(name)
     selector = SELECTORS.get(spec.selector.name)(**spec.selector.args)
-    assert selector.tokens_per_frame == load_tiny().tokens_per_frame
+    assert selector.tokens_per_frame == BACKBONES.get(spec.backbone.name)(**spec.backbone.args).tokens_per_frame

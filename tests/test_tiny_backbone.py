@@ -186,13 +186,20 @@ def test_matches_official_transformers_video_path(backbone: TinyBackbone) -> Non
     assert len(new) == ours.generated_tokens
 
 
-def test_sixteen_frames_sixteen_tokens_well_under_a_second(backbone: TinyBackbone) -> None:
-    frames = make_frames(16, seed=5)
-    backbone.generate(backbone.encode_frames(frames)[0], PROMPT, GenerationConfig(max_new_tokens=2))  # warm-up
-    start = time.perf_counter()
-    visual = backbone.encode_frames(frames).reshape(-1, backbone.hidden_size)
-    result = backbone.generate(visual, PROMPT, GenerationConfig(max_new_tokens=16))
-    assert time.perf_counter() - start < 1.0, result.timings_s
+def test_choices_answer_is_the_option_letter_with_the_highest_next_token_logit(
+    backbone: TinyBackbone, frames16: torch.Tensor
+) -> None:
+    letters = ("A", "B", "C", "D")
+    visual = frames16.reshape(-1, backbone.hidden_size)
+    result = backbone.generate(visual, PROMPT, GenerationConfig(max_new_tokens=16, choices=letters))
+    ids = [backbone.tokenizer(letter, add_special_tokens=False)["input_ids"][0] for letter in letters]
+    with torch.inference_mode():
+        embeds, _, _ = backbone.prompt_embeds(visual, PROMPT)
+        logits = backbone.model(inputs_embeds=embeds).logits[0, -1]
+    assert result.text == letters[int(logits[ids].argmax())]
+    assert result.generated_tokens == 1
+    # the unconstrained argmax is (almost surely, for a random model) some other token: the restriction is real
+    assert int(logits.argmax()) not in ids
 
 
 def test_prompt_with_extra_video_placeholder_is_rejected(backbone: TinyBackbone, frames16: torch.Tensor) -> None:

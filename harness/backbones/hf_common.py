@@ -179,22 +179,35 @@ class Decoded:
     decode_s: float
 
 
+def choice_token_ids(tokenizer: Any, choices: tuple[str, ...]) -> list[int]:
+    """The first token of each choice string; they must differ, or the choice would be ambiguous."""
+    ids = [tokenizer(choice, add_special_tokens=False)["input_ids"][0] for choice in choices]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"choices {choices} do not start with distinct tokens ({ids})")
+    return ids
+
+
 def greedy(
     prefill: Callable[[], tuple[torch.Tensor, Any]],
     step: Callable[[int, int, Any], tuple[torch.Tensor, Any]],
     stops: frozenset[int],
     max_new_tokens: int,
     start: float,
+    choices: list[int] | None = None,
 ) -> Decoded:
     """Greedy decoding with an explicit KV cache: `prefill()` once, then `step(token, i, cache)` per new token.
 
     Both callables return (last-position logits [V], cache). `start` is when the caller began preparing the
-    prompt, so prefill time includes building the embeddings.
+    prompt, so prefill time includes building the embeddings. With `choices` (token ids) the answer is the single
+    highest-scoring of those tokens.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     with torch.inference_mode():
         logits, cache = prefill()
+        if choices:
+            best = choices[int(logits[torch.tensor(choices, device=logits.device)].argmax())]
+            return Decoded([best], time.perf_counter() - start, 0.0)
         generated = [int(logits.argmax())]  # int() syncs, so the timing is real on GPU too
         prefill_done = time.perf_counter()
         while len(generated) < max_new_tokens and generated[-1] not in stops:

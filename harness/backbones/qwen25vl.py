@@ -31,6 +31,7 @@ from transformers.video_utils import VideoMetadata
 from harness.backbones.base import HookUnavailable, LlmPrune
 from harness.backbones.hf_common import (
     chat_ids,
+    choice_token_ids,
     ensure_built,
     greedy,
     llm_layers,
@@ -360,7 +361,8 @@ class Qwen25VLBackbone:
             hidden = self.model.get_input_embeddings()(ids)
             return llm_layers(self.model, hidden, position, cache, None)[0, -1], cache
 
-        out = greedy(prefill, step, self.stop_ids, config.max_new_tokens, start)
+        out = greedy(prefill, step, self.stop_ids, config.max_new_tokens, start,
+                     choice_token_ids(self.tokenizer, config.choices) if config.choices else None)
         return Generation(
             text=self.tokenizer.decode(out.tokens, skip_special_tokens=True),
             visual_tokens=n_visual, text_tokens=n_text, generated_tokens=len(out.tokens),

@@ -30,6 +30,7 @@ from transformers.cache_utils import DynamicCache
 from harness.backbones.base import HookUnavailable, LlmPrune
 from harness.backbones.hf_common import (
     chat_ids,
+    choice_token_ids,
     ensure_built,
     greedy,
     llm_layers,
@@ -359,7 +360,8 @@ class TinyBackbone:
             positions = torch.tensor([[embeds.shape[1] + i]], device=self.device)
             return self._llm_layers(self._embed_ids([token])[None], positions, cache, None)[0, -1], cache
 
-        out = greedy(prefill, step, self.stop_ids, config.max_new_tokens, start)
+        out = greedy(prefill, step, self.stop_ids, config.max_new_tokens, start,
+                     choice_token_ids(self.tokenizer, config.choices) if config.choices else None)
         return Generation(
             text=self.tokenizer.decode(out.tokens, skip_special_tokens=True),
             visual_tokens=n_visual,
