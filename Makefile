@@ -19,7 +19,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 EVAL_ARGS := --task $(TASK) --model $(MODEL) $(if $(LIMIT),--limit $(LIMIT)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(GROUP),--group $(GROUP))
 
-.PHONY: eval test bench venv clean lmms-venv lmms-parity vllm-smoke
+.PHONY: eval test bench venv clean lmms-venv lmms-parity vllm-smoke needle-comparison
 
 # torch + torchvision are pinned exactly and installed first, so nothing later can move the stack.
 $(STAMP): pyproject.toml
@@ -73,6 +73,18 @@ bench: $(STAMP)
 	command -v ffmpeg >/dev/null || (apt-get update -qq && apt-get install -y -qq ffmpeg) || echo "no ffmpeg: P1 reports it unavailable"
 	$(PY) -m harness.bench
 	$(PY) -m harness.bench_vilamp  # results/bench/vilamp_scale.json
+
+# The committed comparison (results/needle-comparison/): every tiny spec on all 36 needle samples, then `compare`.
+NEEDLE_SPECS := tiny-uniform tiny-uniform-1fps tiny-uniform-vilamp-budget vilamp-tiny vilamp-tf tiny-topk tiny-aks \
+                tiny-bolt tiny-visionzip tiny-tome tiny-dycoke tiny-fastv
+NEEDLE_RUNS  := results/.needle-comparison-runs
+needle-comparison: $(STAMP)
+	rm -rf $(NEEDLE_RUNS)
+	for m in $(NEEDLE_SPECS); do \
+	  $(PY) -m harness eval --task needle --model $$m --workers 2 --group needle-comparison --out $(NEEDLE_RUNS) || exit 1; \
+	done
+	$(PY) -m harness compare $(NEEDLE_RUNS)/needle__* --out results/needle-comparison \
+	  --title "needle: ViLAMP vs uniform at ViLAMP's budget vs baselines (tiny backbones)"
 
 clean:
 	rm -rf $(VENV) $(LMMS_VENV) $(VLLM_VENV)

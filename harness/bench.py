@@ -7,8 +7,8 @@ P2  pipelining: end-to-end wall time vs max(decode busy time, model busy time), 
     model actor whose step costs a fixed time (the fixed-cost backbone), on the needle task.
 P3  2 model actors vs 1 (speed-up) and the makespan vs the ideal max(model work / actors, decode work /
     decoders, longest sample), with a model cost proportional to the frames (long videos cost more).
-P4  harness overhead per sample: driver time outside ray.wait (queue, bookkeeping, journal with fsync)
-    plus building the scored summary, divided by the samples.
+P4  harness overhead per sample: driver time outside ray.wait (queue, bookkeeping, journal: a flush per line,
+    fsync at most once a second) plus building the scored summary, divided by the samples.
 """
 
 from __future__ import annotations

@@ -167,6 +167,27 @@ def chat_ids(tokenizer: Any, prompt: Prompt, media: dict[str, Any], token_id: in
     return ids, ids.index(token_id)
 
 
+def chatml_template(image: str, video: str, default_system: str) -> str:
+    """Qwen2's ChatML as a Jinja chat template: a default system turn when none is given; typed content renders
+    each visual item as `image` / `video` (the model's placeholder text) followed by the text parts."""
+    return (
+        "{% for message in messages %}"
+        "{% if loop.first and message['role'] != 'system' %}"
+        "{{ '<|im_start|>system\\n" + default_system + "<|im_end|>\\n' }}"
+        "{% endif %}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+        "{% if message['content'] is string %}{{ message['content'] }}"
+        "{% else %}{% for part in message['content'] %}"
+        f"{{% if part['type'] == 'image' %}}{{{{ '{image}' }}}}"
+        f"{{% elif part['type'] == 'video' %}}{{{{ '{video}' }}}}"
+        "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+        "{% endfor %}{% endif %}"
+        "{{ '<|im_end|>\\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+
+
 def stop_ids(model: Any) -> frozenset[int]:
     eos = model.generation_config.eos_token_id
     return frozenset(eos if isinstance(eos, list) else [eos])

@@ -31,6 +31,7 @@ from transformers.video_utils import VideoMetadata
 from harness.backbones.base import HookUnavailable, LlmPrune
 from harness.backbones.hf_common import (
     chat_ids,
+    chatml_template,
     choice_token_ids,
     ensure_built,
     greedy,
@@ -52,22 +53,8 @@ SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END, VISION_START, VISION_END, IMAGE_P
 DEFAULT_SYSTEM = "You are a helpful assistant."
 
 # Qwen2-VL's ChatML: default system turn, each visual item wrapped in vision_start/end, then the text.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}"
-    "{{ '<|im_start|>system\\n" + DEFAULT_SYSTEM + "<|im_end|>\\n' }}"
-    "{% endif %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
-    "{% elif part['type'] == 'video' %}{{ '<|vision_start|><|video_pad|><|vision_end|>' }}"
-    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}"
-    "{{ '<|im_end|>\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+CHAT_TEMPLATE = chatml_template(image=VISION_START + IMAGE_PAD + VISION_END, video=VISION_START + VIDEO_PAD + VISION_END,
+                                default_system=DEFAULT_SYSTEM)
 
 TINY_PATCH = 8
 TINY_MAX_PIXELS = 64 * 64  # per frame: a 64×64 frame is an 8×8 patch grid, merged 2×2 → 16 tokens per group

@@ -30,6 +30,7 @@ from transformers.cache_utils import DynamicCache
 from harness.backbones.base import HookUnavailable, LlmPrune
 from harness.backbones.hf_common import (
     chat_ids,
+    chatml_template,
     choice_token_ids,
     ensure_built,
     greedy,
@@ -51,22 +52,7 @@ DEFAULT_SYSTEM = "You are a helpful assistant."
 
 # ChatML as in Qwen2: a default system turn when none is given; typed content renders each visual placeholder
 # on its own line before the text, the LLaVA-OneVision layout ("<video>\n{question}").
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}"
-    "{{ '<|im_start|>system\\n" + DEFAULT_SYSTEM + "<|im_end|>\\n' }}"
-    "{% endif %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}{{ '<image>\\n' }}"
-    "{% elif part['type'] == 'video' %}{{ '<video>\\n' }}"
-    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}"
-    "{{ '<|im_end|>\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+CHAT_TEMPLATE = chatml_template(image="<image>\\n", video="<video>\\n", default_system=DEFAULT_SYSTEM)
 
 # Enough English and prompt phrasing for BPE to learn merges the harness' prompts actually use.
 _CORPUS = """\
