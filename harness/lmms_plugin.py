@@ -35,10 +35,15 @@ def manifest() -> ModelManifest:
 class HarnessLMM(lmms):
     is_simple = True
 
-    def __init__(self, spec: str = "tiny-uniform", **kwargs: Any) -> None:
+    def __init__(self, spec: str = "tiny-uniform", batch_size: int | str = 1, max_batch_size: int | None = None,
+                 device: str | None = None, **kwargs: Any) -> None:
         super().__init__()
         if kwargs:  # a typo in --model_args must not be silently ignored
             raise ConfigError(f"{MODEL_ID}: unknown model_args {sorted(kwargs)}; valid: spec=<name>")
+        # lmms-eval's CLI passes its --batch_size / --device to every model (evaluator.simple_evaluate); samples
+        # run one at a time here, on the device the spec's backbone chooses.
+        if str(batch_size) != "1":
+            raise ConfigError(f"{MODEL_ID}: batch_size={batch_size} is not supported; run with --batch_size 1")
         self.spec = MODELS.get(spec)
         # Pipeline needs a task for its prompt defaults; here lmms-eval renders the prompt, so any task serves.
         self.pipeline = Pipeline(self.spec, get_task("needle"))
