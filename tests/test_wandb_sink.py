@@ -104,6 +104,16 @@ def test_live_series_and_summary_keys(wandb_run):
     assert summary["cost/ttft_mean_s"] == pytest.approx(outcome.summary["cost"]["ttft_mean_s"])
 
 
+def test_report_panels_read_keys_the_run_has(wandb_run):
+    from harness.compare import REPORT_PANELS
+
+    _, run = wandb_run
+    for _, title, x, ys in REPORT_PANELS:
+        for key in [k for k in (x, *ys) if k is not None]:
+            assert key in run["summary"] or key in run["history"], (title, key)
+    assert "run_id" in run["config"]  # the report's runset filters on Config('run_id')
+
+
 def test_samples_table_with_frame_strips(wandb_run):
     outcome, run = wandb_run
     media = Path(outcome.wandb_dir) / "files" / "media"
