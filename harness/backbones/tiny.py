@@ -37,6 +37,7 @@ from harness.backbones.hf_common import (
     llm_layers,
     prefill_pruned,
     save_atomically,
+    stop_ids,
     train_bpe_tokenizer,
 )
 from harness.paths import cache_dir
@@ -234,8 +235,7 @@ class TinyBackbone:
         self.dtype = model.dtype
         self.hidden_size: int = model.config.text_config.hidden_size
         self.video_token_id: int = model.config.video_token_id
-        eos = model.generation_config.eos_token_id
-        self.stop_ids: frozenset[int] = frozenset(eos if isinstance(eos, list) else [eos])
+        self.stop_ids: frozenset[int] = stop_ids(model)
         vision = model.config.vision_config
         grid = vision.image_size // vision.patch_size
         with torch.inference_mode():  # ask the model's own pooling, so this always matches encode_frames
