@@ -141,7 +141,8 @@ for _family, _desc, _hub, _sel in _HUBS:
 # The standard comparison on each real backbone: the paper's uniform frames (above), uniform at ViLAMP's budget,
 # the keyframe selectors, the token reducers and training-free ViLAMP. Tiny variants use the tiny CLIP and the
 # tiny LLM's 2 layers (FastV at K=1); 7B variants use CLIP ViT-B/32 and FastV's K=2 (arXiv 2403.06764).
-_MERGING = ("visionzip", "tome", "vilamp-tf")  # reducers that emit tokens that are not rows of encode_frames
+# reducers that emit tokens that are not rows of encode_frames and do not declare rows (the "token_positions" hook)
+_MERGING = ("visionzip", "tome")
 _PER_FRAME_7B = {"llava-ov": 196, "llava-video": 196}  # LLaVA-OV video frames: 27×27 SigLIP grid pooled to 14×14
 for _family, _desc, _frames_7b in (("llava-ov", "LLaVA-OneVision", 32), ("llava-video", "LLaVA-Video", 64),
                                    ("qwen25vl", "Qwen2.5-VL", 32)):
@@ -170,7 +171,7 @@ for _family, _desc, _frames_7b in (("llava-ov", "LLaVA-OneVision", 32), ("llava-
              Component("dks-stream", {"k": 32, "tau": 0.85, "fill": True, "encoder": _encoder}), Component("dfm")),
         ]
         # Qwen2.5-VL's tokens per frame depend on the frame size (dynamic resolution), so no fixed-budget spec; and a
-        # merged token has no M-RoPE (time, row, column) position, so it refuses merging reducers (qwen25vl.py).
+        # merged token has an M-RoPE (time, row, column) position only if its reducer declares its row (DFM does).
         if _family in _PER_FRAME_7B:
             _per_frame = 16 if _size == "tiny" else _PER_FRAME_7B[_family]
             _variants.insert(0, ("uniform-vilamp-budget", "uniform frames at ViLAMP's visual-token budget",

@@ -16,11 +16,14 @@ from harness.backbones import hf_common
 from harness.cli import main
 from harness.evaluate import EvalRequest, evaluate
 from harness.pipeline import Pipeline
-from harness.records import Frames, GenerationConfig, Prompt
+from harness.records import Frames, FrameSelection, GenerationConfig, Prompt, Sample
+from harness.reduction import ReductionContext
 from harness.runner import RunnerConfig
 from harness.samples import load_samples
 from harness.specs import MODELS
 from harness.tasks import get_task
+from harness.vilamp.dfm import CosineScorer, merge
+from harness.vilamp.reducer import DFMReducer
 
 FAMILIES = ("llava-ov", "llava-video", "qwen25vl")
 PROMPT = Prompt(system="", user="What happens in the video?\nA. one\nB. two\nC. three\nD. four")
@@ -124,15 +127,45 @@ def test_qwen_positions_match_the_official_processor_path_and_follow_real_time()
     assert torch.equal(slow[1:, video], ours[1:, video])
 
 
-def test_qwen_selected_tokens_keep_their_positions_and_merged_tokens_fail_clearly():
+def test_qwen_selected_tokens_keep_their_positions_and_undeclared_merged_tokens_fail_clearly():
     qwen = BACKBONES.get("qwen25vl")(tiny_seed=0)
     tokens = qwen.encode_frames(frames(8)).reshape(-1, qwen.hidden_size)
     _, full, at, _ = qwen._prompt(tokens, PROMPT)
     keep = torch.tensor([0, 5, 17, 40, 59])
     _, part, _, _ = qwen._prompt(tokens[keep], PROMPT)
     assert torch.equal(part[:, 0, at : at + len(keep)], full[:, 0, at + keep])
+    merged = tokens[:4].mean(0, keepdim=True)
+    qwen.set_token_rows(torch.tensor([2]))
+    qwen.generate(merged, PROMPT, GenerationConfig(max_new_tokens=1))  # a declared row places it
+    tokens = qwen.encode_frames(frames(8)).reshape(-1, qwen.hidden_size)  # a new video clears declared rows
     with pytest.raises(HookUnavailable, match="not rows of encode_frames"):
-        qwen.generate(tokens[:4].mean(0, keepdim=True), PROMPT, GenerationConfig(max_new_tokens=1))
+        qwen.generate(merged, PROMPT, GenerationConfig(max_new_tokens=1))
+
+
+def test_qwen_dfm_merges_temporal_groups_and_places_merged_tokens_at_their_argmax_weight_row():
+    qwen = BACKBONES.get("qwen25vl")(tiny_seed=0)
+    video = frames(7)  # odd: the processor pads the last group with frame 6 itself
+    tokens = qwen.encode_frames(video)
+    groups, m = tokens.shape[:2]
+    assert groups == 4
+    _, full, at, _ = qwen._prompt(tokens.reshape(-1, qwen.hidden_size), PROMPT)
+    full = full[:, 0, at:]
+    sample = Sample(id="s", task="needle", video="unused.mp4", question="Which word appeared?", options=(),
+                    answer=None)
+    # keyframes 3 and 6 (the padded tail): key groups 1 and 3; groups 0 and 2 merge against reference group 1
+    selection = FrameSelection("dks", video.indices, (video.indices[3], video.indices[6]))
+    visual = DFMReducer().reduce(tokens, ReductionContext(sample, selection, video, qwen))
+    assert visual.shape[0] == 2 * m + 2
+    query = qwen.embed_text(sample.question).float().mean(0)
+    scores = CosineScorer(query).scores(tokens[[0, 2]], tokens[[1, 1]])
+    argmax_rows = torch.tensor([0, 2]) * m + scores.argmax(-1)
+    _, part, _, _ = qwen._prompt(visual, PROMPT)
+    part = part[:, 0, at:]
+    grid_rows = torch.arange(groups * m).reshape(groups, m)
+    expected = torch.cat([argmax_rows[:1], grid_rows[1], argmax_rows[1:], grid_rows[3]])
+    assert torch.equal(part[:, : len(expected)], full[:, expected])
+    assert torch.allclose(visual[m + 1], merge(tokens[[2]], scores[1:])[0])
+    assert part[0, 0] < part[0, m + 1]  # the merged tokens of groups 0 and 2 keep their groups' times
 
 
 def _masked_reference_logits(model, embeds, positions, visual, kept, layer):

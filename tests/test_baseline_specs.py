@@ -1,5 +1,6 @@
 """Every baseline spec runs one sample through the real pipeline on the tiny backbone and lists its hook."""
 
+import dataclasses
 import math
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from harness.cli import cmd_models
 from harness.pipeline import Pipeline
 from harness.records import Sample
-from harness.specs import MODELS
+from harness.specs import MODELS, Component
 from harness.tasks import get_task
 
 # spec → (hook listed by `harness models`, visual tokens entering the LLM for a 6 s video at 10 fps)
@@ -51,13 +52,31 @@ def test_every_real_backbone_comparison_spec_runs_one_sample(name, write_test_vi
     assert result.visual_tokens > 0 and result.needle_retained is not None
 
 
+def test_qwen_vilamp_tf_merges_non_key_groups_end_to_end(write_test_video):
+    """K=2 keyframes of 12 frames: most temporal groups (2 frames per row) merge to one token each."""
+    video = write_test_video(num_frames=12, fps=1.0)
+    sample = Sample(id="s", task="needle", video=str(video.path), question="Which word appeared?",
+                    options=("APPLE", "TIGER", "CLOUD", "PIANO"), answer=1, evidence_spans_s=((2.0, 3.0),))
+    spec = MODELS.get("qwen25vl-tiny-vilamp-tf")
+    spec = dataclasses.replace(spec, selector=Component("dks-stream", {**spec.selector.args, "k": 2}))
+    pipeline = Pipeline(spec, get_task("needle"))
+    result = pipeline.run(sample)
+    assert result.status == "ok" and result.raw_output in "ABCD", result.error
+    frames, keys = result.frame_indices, set(result.keyframes)
+    key_groups = [any(i in keys for i in frames[g : g + 2]) for g in range(0, len(frames), 2)]
+    assert len(frames) == 12 and 0 < sum(key_groups) < len(key_groups)
+    m = pipeline.backbone._encoded[0].shape[0] // len(key_groups)  # tokens per temporal group
+    assert result.visual_tokens == m * sum(key_groups) + key_groups.count(False)
+
+
 def test_comparison_specs_exist_on_each_backbone():
     for family in ("llava-ov", "llava-video", "qwen25vl"):
         for size in ("tiny", "7b"):
             methods = {n.removeprefix(f"{family}-{size}-") for n in MODELS.names() if n.startswith(f"{family}-{size}-")}
             assert {"uniform", "topk", "aks", "bolt", "dycoke", "fastv"} <= methods, (family, size)
-            # merged tokens have no M-RoPE position in Qwen2.5-VL; its tokens per frame vary with frame size
-            merging = {"visionzip", "tome", "vilamp-tf", "uniform-vilamp-budget"}
+            assert "vilamp-tf" in methods, (family, size)  # DFM declares its merged tokens' M-RoPE rows
+            # VisionZip/ToMe tokens have no M-RoPE position in Qwen2.5-VL; its tokens per frame vary with frame size
+            merging = {"visionzip", "tome", "uniform-vilamp-budget"}
             assert (merging <= methods) == (family != "qwen25vl") and not (merging & methods and family == "qwen25vl")
 
 

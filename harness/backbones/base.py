@@ -60,6 +60,11 @@ class Backbone(Protocol):
     - "vision_features": `vision_features(frames) -> (pre [T, P, Cv], post [T, M, C])`, the vision encoder's patch
       features at the feature layer (before the projector) and `encode_frames`' tokens (after it). Qwen2.5-VL
       (`frames_per_group` = 2 frames per row) groups `pre` per LLM token: [T/2, M, merge², Cv].
+    - "token_positions": `set_token_rows(rows: Tensor[L])` declares, for each of the L visual tokens the next
+      `generate`/`prompt_embeds` receives, the flat row (t·M + m) of the last `encode_frames` output whose position
+      it takes; the next `encode_frames` clears it. For backbones that place each visual token by its grid position
+      (Qwen2.5-VL's M-RoPE): without it they can place only tokens that are rows themselves, so a merging reducer
+      must declare where each merged token sits (DFM: its largest-weight row).
     """
 
     name: str

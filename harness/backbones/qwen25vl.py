@@ -154,7 +154,8 @@ class Qwen25VLBackbone:
     """`encode_frames` returns one row per temporal group of `frames_per_group` (= 2) consecutive frames: the ViT
     patches 2 frames at a time (an odd count is padded with the last frame by the processor)."""
 
-    hooks = frozenset({"embed_text", "prompt_embeds", "vision_attention", "vision_features", "llm_prune"})
+    hooks = frozenset({"embed_text", "prompt_embeds", "vision_attention", "vision_features", "llm_prune",
+                       "token_positions"})
 
     def __init__(self, model: Qwen2_5_VLForConditionalGeneration, processor: Any, name: str = "qwen25vl") -> None:
         self.name = name
@@ -173,6 +174,7 @@ class Qwen25VLBackbone:
         self.tokens_per_frame: int = side * side  # per temporal group, for a square frame at the pixel cap
         self.stop_ids = stop_ids(model)
         self._encoded: tuple[torch.Tensor, torch.Tensor, tuple[float, ...]] | None = None
+        self._token_rows: torch.Tensor | None = None  # declared by a merging reducer (set_token_rows)
 
     def _video_inputs(self, frames: Frames) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's own video processor on our frames: (pixel patches, grid [1, 3] = (T/2, H, W) patches)."""
@@ -195,6 +197,7 @@ class Qwen25VLBackbone:
             tokens = self.model.model.get_video_features(pixels, grid, return_dict=True).pooler_output[0]
         # Remembered for generate(): the positions of these exact rows. The pipeline encodes, then generates.
         self._encoded = (tokens, grid, tuple(frames.timestamps_s))
+        self._token_rows = None
         return tokens.reshape(int(grid[0, 0]), -1, self.hidden_size)
 
     def vision_features(self, frames: Frames) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,8 +283,24 @@ class Qwen25VLBackbone:
         positions[0, at : at + n] = at + ticks.repeat_interleave(n // groups).to(self.device)
         return positions
 
+    def set_token_rows(self, rows: torch.Tensor) -> None:
+        """"token_positions" hook: the row of the last encoded video whose M-RoPE position each visual token takes."""
+        if self._encoded is None:
+            raise RuntimeError("set_token_rows() needs encode_frames() first: rows index its output")
+        n = self._encoded[0].shape[0]
+        rows = torch.as_tensor(rows, dtype=torch.long).flatten().cpu()
+        if rows.numel() and not 0 <= int(rows.min()) <= int(rows.max()) < n:
+            raise ValueError(f"token rows must lie in [0, {n}), got [{int(rows.min())}, {int(rows.max())}]")
+        self._token_rows = rows
+
     def _kept_rows(self, visual_tokens: torch.Tensor) -> torch.Tensor:
-        """Which rows of the last encoded video `visual_tokens` are, so pruned sequences keep their positions."""
+        """Which rows of the last encoded video `visual_tokens` are, so pruned sequences keep their positions:
+        the declared rows (set_token_rows) if any, else found by matching each token to an encoded row."""
+        if self._token_rows is not None:
+            if len(self._token_rows) != visual_tokens.shape[0]:
+                raise ValueError(f"{len(self._token_rows)} declared token rows for {visual_tokens.shape[0]} "
+                                 "visual tokens")
+            return self._token_rows
         tokens = self._encoded[0]  # type: ignore[index]
         if visual_tokens.shape == tokens.shape and torch.equal(visual_tokens.to(tokens), tokens):
             return torch.arange(tokens.shape[0])
@@ -290,7 +309,8 @@ class Qwen25VLBackbone:
         if (missing := rows.count(-1)) > 0:
             raise HookUnavailable(
                 f"{self.name}: {missing} of {len(rows)} visual tokens are not rows of encode_frames' output, so they "
-                "have no M-RoPE (time, row, column) position; use a reducer that selects tokens, not one that merges"
+                "have no M-RoPE (time, row, column) position; use a reducer that selects tokens, or one that merges "
+                "and declares each token's row (the 'token_positions' hook, set_token_rows)"
             )
         return torch.tensor(rows)
 

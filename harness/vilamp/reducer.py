@@ -4,6 +4,11 @@ Patch features are the backbone's own: `encode_patches` (unpooled, when the back
 DFM over all 729 projected SigLIP patches) or else `encode_frames`; keyframe tokens are `encode_frames`'
 pooled grids. The scorer is the backbone's learned one (`dfm_scorer`, the official model) or the
 training-free `CosineScorer` with the question embedded by the backbone's own LLM embeddings.
+
+A backbone whose `encode_frames` row covers `frames_per_group` frames (Qwen2.5-VL: 2) is merged per temporal group:
+a group holding a DKS keyframe keeps its grid, every other group becomes one token. A backbone with the
+"token_positions" hook (Qwen2.5-VL's M-RoPE) is told which encoded row each output token stands for; a merged token
+takes its largest-weight row's position ("it sits where most of its weight comes from").
 """
 
 from __future__ import annotations
@@ -41,11 +46,14 @@ class DFMReducer:
         return CosineScorer(query, self.alpha, self.lam)
 
     def layout(self, ctx: ReductionContext) -> tuple[list[bool], list[int], list[int]]:
-        """(is_keyframe per position, keyframe positions, reference position per position)."""
+        """(is_keyframe per position, keyframe positions, reference position per position), a position being one
+        row of `encode_frames`: a frame, or a temporal group of `frames_per_group` frames holding any keyframe."""
         keyframes = set(ctx.selection.keyframes)
         if not keyframes:
             raise ValueError("dfm needs a keyframe selector (e.g. dks); the selection has no keyframes")
-        is_kf = [i in keyframes for i in ctx.frames.indices]
+        frame_is_kf = [i in keyframes for i in ctx.frames.indices]
+        group = getattr(ctx.backbone, "frames_per_group", 1)  # an odd tail group is padded with its last frame
+        is_kf = [any(frame_is_kf[g : g + group]) for g in range(0, len(frame_is_kf), group)]
         positions = [p for p, kf in enumerate(is_kf) if kf]
         return is_kf, positions, reference_positions(len(is_kf), positions, self.official_indexing)
 
@@ -53,14 +61,24 @@ class DFMReducer:
         """In-memory path: `tokens` [N, M, C] serve both as keyframe grids and as the patches DFM merges."""
         is_kf, positions, refs = self.layout(ctx)
         non_kf = [p for p, kf in enumerate(is_kf) if not kf]
-        scorer = self.scorer(ctx)
-        merged = merge(tokens[non_kf], scorer.scores(tokens[non_kf], tokens[[refs[p] for p in non_kf]]))
-        return assemble(is_kf, tokens[positions], merged)
+        scores = self.scorer(ctx).scores(tokens[non_kf], tokens[[refs[p] for p in non_kf]])
+        if "token_positions" in getattr(ctx.backbone, "hooks", ()):
+            # flat rows of `tokens`: a key grid keeps its own, a merged token takes its argmax-weight patch's row
+            grid_rows = torch.arange(tokens.shape[0] * tokens.shape[1]).reshape(tokens.shape[:2])
+            argmax_rows = grid_rows[non_kf].gather(1, scores.argmax(-1, keepdim=True).cpu()).flatten()
+            ctx.backbone.set_token_rows(assemble(is_kf, grid_rows[positions], argmax_rows))
+        return assemble(is_kf, tokens[positions], merge(tokens[non_kf], scores))
 
     def reduce_stream(self, source: FrameSource, ctx: ReductionContext) -> torch.Tensor:
-        """Streaming path: anchor grids (keyframes + references) first, then non-keyframes a chunk at a time."""
+        """Streaming path: anchor grids (keyframes + references) first, then non-keyframes a chunk at a time.
+
+        A "token_positions" backbone places tokens by rows of one `encode_frames` call over the whole video (and
+        groups consecutive frames), so it is encoded in one piece and reduced in memory: no 10K-frame streaming.
+        """
         backbone = ctx.backbone
         indices = ctx.frames.indices
+        if "token_positions" in getattr(backbone, "hooks", ()):
+            return self.reduce(backbone.encode_frames(source.read(indices)), ctx)
         is_kf, positions, refs = self.layout(ctx)
         non_kf = [p for p, kf in enumerate(is_kf) if not kf]
         anchors = sorted(set(positions) | {refs[p] for p in non_kf if refs[p] != p})
