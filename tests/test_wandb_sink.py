@@ -4,6 +4,7 @@ summary keys, the samples table with frame strips, breakdown tables and plots; n
 import json
 import os
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -44,10 +45,29 @@ def wandb_records(path: Path) -> list:
     return records
 
 
+def settled_records(log: Path, wait_s: float = 30.0) -> list:
+    """`run.finish()` returns before wandb-core has written the log's last records (seen under CI load as a
+    torn tail), so read until it parses and ends with the run's `exit` record; a log that stays corrupt or
+    never gets its exit record fails the test after `wait_s`."""
+    from google.protobuf.message import DecodeError
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            records = wandb_records(log)
+            if records and records[-1].WhichOneof("record_type") == "exit":
+                return records
+        except DecodeError:
+            pass
+        if time.monotonic() > deadline:
+            return wandb_records(log)  # raises on corruption; otherwise the missing records fail the asserts
+        time.sleep(0.5)
+
+
 def read_offline_run(run: Path) -> dict:
     (log,) = run.glob("run-*.wandb")
     config, summary, history, group = {}, {}, set(), None
-    for record in wandb_records(log):
+    for record in settled_records(log):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             group = record.run.run_group
