@@ -19,9 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baselines.relevance import POOL_CAP, POOL_FPS, Query, candidate_pool, minmax, relevance
+from baselines.relevance import KeyframeSelector, minmax
 from baselines.topk import top_k
-from harness.records import Frames, FrameSelection, Sample, VideoMeta
 
 
 def judge_and_split(scores: np.ndarray, m: int, t1: float, t2: float, depth: int) -> list[tuple[int, int, int]]:
@@ -55,27 +54,16 @@ def aks_indices(scores: np.ndarray, m: int, t1: float = 0.8, t2: float = -100.0,
 
 
 @dataclass(frozen=True)
-class AKS:
+class AKS(KeyframeSelector):
     max_frames: int = 32  # M
     t1: float = 0.8
     t2: float = -100.0
     depth: int = 5
-    encoder: str = "clip-vit-b32"
-    query: Query = "question"
-    fps: float = POOL_FPS
-    max_candidates: int | None = POOL_CAP
     name: str = "aks"
-    hook: str = "image_text_encoder"
 
     def __post_init__(self) -> None:
         if self.max_frames < 1 or self.depth < 0:
             raise ValueError(f"aks: max_frames must be >= 1 and depth >= 0, got {self.max_frames}, {self.depth}")
 
-    def plan(self, meta: VideoMeta) -> tuple[int, ...]:
-        return candidate_pool(meta, self.fps, self.max_candidates)
-
-    def select(self, sample: Sample, meta: VideoMeta, frames: Frames) -> FrameSelection:
-        scores = relevance(self.encoder, sample, frames, self.query)
-        chosen = aks_indices(scores, self.max_frames, self.t1, self.t2, self.depth)
-        return FrameSelection(self.name, tuple(frames.indices[i] for i in chosen),
-                              scores=tuple(float(scores[i]) for i in chosen))
+    def choose(self, scores: np.ndarray) -> list[int]:
+        return aks_indices(scores, self.max_frames, self.t1, self.t2, self.depth)

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baselines.relevance import POOL_CAP, POOL_FPS, Query, candidate_pool, minmax, relevance
-from harness.records import Frames, FrameSelection, Sample, VideoMeta
+from baselines.relevance import KeyframeSelector, minmax
 
 
 def quantiles(n: int) -> np.ndarray:
@@ -41,25 +40,14 @@ def inverse_cdf_indices(scores: np.ndarray, n: int, power: float) -> list[int]:
 
 
 @dataclass(frozen=True)
-class BOLT:
+class BOLT(KeyframeSelector):
     n: int = 32
     power: float = 3.0
-    encoder: str = "clip-vit-b32"
-    query: Query = "question"
-    fps: float = POOL_FPS
-    max_candidates: int | None = POOL_CAP
     name: str = "bolt"
-    hook: str = "image_text_encoder"
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.power <= 0:
             raise ValueError(f"bolt: n must be >= 1 and power > 0, got {self.n}, {self.power}")
 
-    def plan(self, meta: VideoMeta) -> tuple[int, ...]:
-        return candidate_pool(meta, self.fps, self.max_candidates)
-
-    def select(self, sample: Sample, meta: VideoMeta, frames: Frames) -> FrameSelection:
-        scores = relevance(self.encoder, sample, frames, self.query)
-        chosen = inverse_cdf_indices(scores, self.n, self.power)
-        return FrameSelection(self.name, tuple(frames.indices[i] for i in chosen),
-                              scores=tuple(float(scores[i]) for i in chosen))
+    def choose(self, scores: np.ndarray) -> list[int]:
+        return inverse_cdf_indices(scores, self.n, self.power)

@@ -7,6 +7,7 @@ the cosine between an image–text encoder's frame and query embeddings (harness
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
@@ -15,7 +16,7 @@ import torch
 
 from baselines.uniform import fps_indices
 from harness.encoders import ENCODERS, ImageTextEncoder
-from harness.records import Frames, Sample, VideoMeta
+from harness.records import Frames, FrameSelection, Sample, VideoMeta
 
 POOL_FPS = 1.0
 POOL_CAP = 600
@@ -51,3 +52,28 @@ def minmax(scores: np.ndarray) -> np.ndarray:
     """Scores rescaled to [0, 1]; all zeros when they are constant."""
     low, high = float(scores.min()), float(scores.max())
     return (scores - low) / (high - low) if high > low else np.zeros_like(scores)
+
+
+@dataclass(frozen=True)
+class KeyframeSelector:
+    """Plan the 1 fps candidate pool, score it by query relevance, keep the positions `choose` returns."""
+
+    encoder: str = "clip-vit-b32"
+    query: Query = "question"
+    fps: float = POOL_FPS
+    max_candidates: int | None = POOL_CAP
+    name: str = "keyframes"
+    hook: str = "image_text_encoder"
+
+    def choose(self, scores: np.ndarray) -> list[int]:
+        """Positions into the pool, sorted by time."""
+        raise NotImplementedError
+
+    def plan(self, meta: VideoMeta) -> tuple[int, ...]:
+        return candidate_pool(meta, self.fps, self.max_candidates)
+
+    def select(self, sample: Sample, meta: VideoMeta, frames: Frames) -> FrameSelection:
+        scores = relevance(self.encoder, sample, frames, self.query)
+        chosen = self.choose(scores)
+        return FrameSelection(self.name, tuple(frames.indices[i] for i in chosen),
+                              scores=tuple(float(scores[i]) for i in chosen))

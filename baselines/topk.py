@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baselines.relevance import POOL_CAP, POOL_FPS, Query, candidate_pool, relevance
-from harness.records import Frames, FrameSelection, Sample, VideoMeta
+from baselines.relevance import KeyframeSelector
 
 
 def top_k(scores: np.ndarray, k: int) -> list[int]:
@@ -23,24 +22,13 @@ def top_k(scores: np.ndarray, k: int) -> list[int]:
 
 
 @dataclass(frozen=True)
-class TopK:
+class TopK(KeyframeSelector):
     k: int = 32
-    encoder: str = "clip-vit-b32"
-    query: Query = "question"
-    fps: float = POOL_FPS
-    max_candidates: int | None = POOL_CAP
     name: str = "topk"
-    hook: str = "image_text_encoder"
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ValueError(f"topk: k must be >= 1, got {self.k}")
 
-    def plan(self, meta: VideoMeta) -> tuple[int, ...]:
-        return candidate_pool(meta, self.fps, self.max_candidates)
-
-    def select(self, sample: Sample, meta: VideoMeta, frames: Frames) -> FrameSelection:
-        scores = relevance(self.encoder, sample, frames, self.query)
-        chosen = top_k(scores, self.k)
-        return FrameSelection(self.name, tuple(frames.indices[i] for i in chosen),
-                              scores=tuple(float(scores[i]) for i in chosen))
+    def choose(self, scores: np.ndarray) -> list[int]:
+        return top_k(scores, self.k)
