@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.journal import read_journal
 from harness.records import SampleResult
-from harness.report import markdown_table, table_row
+from harness.report import markdown_table, stage_means, table_row
 
 
 class CompareError(ValueError):
@@ -86,8 +86,7 @@ def figures(runs: Sequence[tuple[str, Run]]) -> dict[str, Any]:
         source = {**run.summary["cost"], **run.summary["metrics"]}
         return Point(label, float(source[x]), float(source[y]), float(source[yerr]) if yerr else 0.0)
 
-    stage_means = [(label, {k[len("stage_"):-len("_mean_s")]: v for k, v in run.summary["cost"].items()
-                            if k.startswith("stage_")}) for label, run in runs]
+    stages = [(label, stage_means(run.summary["cost"])) for label, run in runs]
     return {
         "accuracy_vs_visual_tokens": scatter(
             [point(label, run, "visual_tokens_mean", "accuracy", "accuracy_stderr") for label, run in runs],
@@ -96,7 +95,7 @@ def figures(runs: Sequence[tuple[str, Run]]) -> dict[str, Any]:
             [point(label, run, "frames_used_mean", "peak_memory_mb") for label, run in runs],
             "frames reaching the model per sample (mean)", "peak memory per sample (MB, max over run)",
             "peak memory vs frames"),
-        "latency_by_stage": stage_breakdown(stage_means),
+        "latency_by_stage": stage_breakdown(stages),
         **needle_heatmaps([(label, run.results) for label, run in runs]),
     }
 

@@ -116,29 +116,36 @@ def evaluate(request: EvalRequest) -> EvalOutcome:
 
         sink = WandbSink(run_dir, run_id, config, group=request.group)
     journal = Journal(run_dir / "samples.jsonl")
-    results: list[SampleResult] = [done[s.id] for s in samples if s.id in done]
-    bar = tqdm(total=len(samples), initial=len(results), desc=f"{task.task} × {spec.name}", unit="sample",
+    earlier: list[SampleResult] = [done[s.id] for s in samples if s.id in done]
+    ran: list[SampleResult] = []  # this session's
+    correct = sum(r.correct for r in earlier)
+    failed = sum(r.status not in ("ok", "unparsed") for r in earlier)
+    bar = tqdm(total=len(samples), initial=len(earlier), desc=f"{task.task} × {spec.name}", unit="sample",
                dynamic_ncols=True)
 
     def on_result(result: SampleResult) -> None:
+        nonlocal correct, failed
         result = dataclasses.replace(result, prompt_profile=config["prompt_profile"])  # every journal line names it
         journal.append(result)
-        results.append(result)
+        ran.append(result)
         if sink is not None:
             sink.log_sample(result)
+        correct += result.correct
+        failed += result.status not in ("ok", "unparsed")
         bar.update(1)
-        bar.set_postfix(acc=f"{100.0 * sum(r.correct for r in results) / len(results):.1f}%",
-                        fail=sum(r.status not in ("ok", "unparsed") for r in results))
+        bar.set_postfix(acc=f"{100.0 * correct / (len(earlier) + len(ran)):.1f}%", fail=failed)
 
     start = time.perf_counter()
     try:
-        run_samples(todo, spec, task, request.prompt, request.runner, on_result)
+        stats = run_samples(todo, spec, task, request.prompt, request.runner, on_result)
     finally:
         bar.close()
         journal.close()
     wall = time.perf_counter() - start
-    results.sort(key=lambda r: r.id)
-    summary = build_summary(results, task.metric.breakdown, wall, config)
+    results = sorted(earlier + ran, key=lambda r: r.id)
+    summary = build_summary(results, task.metric.breakdown, wall, config, timed=ran,
+                            cluster_key=task.metric.cluster_key)
+    summary["runner"] = dataclasses.asdict(stats)  # retries, replaced workers, start-up and driver time
     summary["metrics"].update(task_metrics(summary["metrics"], task.metric.name, task.metric.macro_over))
     if task.metric.submission:  # unlabelled benchmark split: predictions for the authors' server, no score
         (run_dir / "submission.json").write_text(json.dumps(submission(results, task.metric.submission), indent=1))

@@ -23,9 +23,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 from harness.records import SampleResult  # noqa: E402
+from harness.report import STAGES  # noqa: E402
 
 MARKERS = "osD^vPX*<>"
-STAGES = ("video_decode", "select", "vision", "reduce", "llm_prefill", "llm_decode")  # pipeline.py's timer names
 
 
 @dataclass(frozen=True)

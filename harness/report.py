@@ -44,6 +44,7 @@ def git_version() -> dict[str, Any]:
 
 # Stages before the first generated token; their sum is the sample's time to first token.
 FIRST_TOKEN_STAGES = ("video_decode", "select", "vision", "reduce", "llm_prefill")
+STAGES = (*FIRST_TOKEN_STAGES, "llm_decode")  # pipeline.py's timer names, in order
 # SampleResult fields summarised explicitly in `cost`; any other numeric field gets a generic mean.
 _COVERED = {"gold", "pred", "visual_tokens", "text_tokens", "generated_tokens", "n_frames_decoded", "peak_rss_mb",
             "attempts"}
@@ -66,9 +67,17 @@ def numeric_means(results: Sequence[SampleResult]) -> dict[str, float]:
             for k in sorted(fields)}
 
 
-def cost(results: Sequence[SampleResult], wall_s: float) -> dict[str, float]:
-    """Throughput, latency, tokens and memory; per-sample means over the samples that reached the model."""
+def stage_means(cost_: dict[str, float]) -> dict[str, float]:
+    """{stage: mean seconds} from a summary's cost (`cost` writes them as stage_<name>_mean_s)."""
+    return {k[len("stage_"):-len("_mean_s")]: v for k, v in cost_.items() if k.startswith("stage_")}
+
+
+def cost(results: Sequence[SampleResult], wall_s: float, timed: Sequence[SampleResult] | None = None
+         ) -> dict[str, float]:
+    """Throughput, latency, tokens and memory; per-sample means over the samples that reached the model.
+    Throughput counts `timed`, the samples run within `wall_s` (default all; a resumed run's earlier ones not)."""
     ran = [r for r in results if r.status in ("ok", "unparsed")]
+    timed = results if timed is None else timed
     latency = np.array([r.timings_s.get("total", 0.0) for r in results]) if results else np.zeros(1)
     ttft = np.array([ttft_s(r) for r in ran]) if ran else np.zeros(1)
     memory = np.array([r.peak_rss_mb for r in results]) if results else np.zeros(1)
@@ -76,8 +85,8 @@ def cost(results: Sequence[SampleResult], wall_s: float) -> dict[str, float]:
     decode_s = sum(r.timings_s.get("llm_decode", 0.0) for r in ran)
     return {
         "wall_s": wall_s,
-        "samples_per_s": len(results) / wall_s if wall_s > 0 else 0.0,
-        "frames_per_s": sum(r.n_frames_decoded for r in results) / wall_s if wall_s > 0 else 0.0,
+        "samples_per_s": len(timed) / wall_s if wall_s > 0 else 0.0,
+        "frames_per_s": sum(r.n_frames_decoded for r in timed) / wall_s if wall_s > 0 else 0.0,
         "latency_mean_s": float(latency.mean()),
         "latency_p50_s": float(np.percentile(latency, 50)),
         "latency_p95_s": float(np.percentile(latency, 95)),
@@ -95,7 +104,8 @@ def cost(results: Sequence[SampleResult], wall_s: float) -> dict[str, float]:
         "text_tokens_mean": _mean([r.text_tokens for r in ran]),
         "generated_tokens_mean": _mean([r.generated_tokens for r in ran]),
         "decode_tokens_per_s": sum(r.generated_tokens for r in ran) / decode_s if decode_s > 0 else 0.0,
-        "frames_used_per_s": sum(len(r.frame_indices) for r in ran) / wall_s if wall_s > 0 else 0.0,
+        "frames_used_per_s": sum(len(r.frame_indices) for r in timed if r.status in ("ok", "unparsed")) / wall_s
+        if wall_s > 0 else 0.0,
         "peak_memory_mean_mb": float(memory.mean()),
         "peak_memory_p95_mb": float(np.percentile(memory, 95)),
         **numeric_means(ran),
@@ -161,9 +171,11 @@ def protocol(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_summary(results: Sequence[SampleResult], breakdown_keys: Sequence[str], wall_s: float,
-                  config: dict[str, Any]) -> dict[str, Any]:
+                  config: dict[str, Any], timed: Sequence[SampleResult] | None = None,
+                  cluster_key: str = "video_id") -> dict[str, Any]:
+    """`timed`: the results run within `wall_s` (see `cost`); `cluster_key`: the task's (see `summarize`)."""
     return {"config": config, "versions": versions(), "protocol": protocol(config),
-            "metrics": summarize(results, breakdown_keys), "cost": cost(results, wall_s),
+            "metrics": summarize(results, breakdown_keys, cluster_key), "cost": cost(results, wall_s, timed),
             "breakdown_cost": breakdown_cost(results, breakdown_keys)}
 
 
@@ -218,8 +230,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
                             "peak_mem_mb": round(c["peak_memory_mean_mb"], 1)})
             rows.append(row)
         parts += [f"## accuracy by {key}", "", markdown_table(rows), ""]
-    stages = {k[len("stage_"):-len("_mean_s")]: v for k, v in summary["cost"].items()
-              if k.startswith("stage_") and k != "stage_total_mean_s"}
+    stages = {k: v for k, v in stage_means(summary["cost"]).items() if k != "total"}
     if stages:
         parts += ["mean seconds per stage: " + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()), ""]
     parts += [f"status counts: {m['status_counts']}", ""]

@@ -28,7 +28,8 @@ def accuracy(results: Sequence[SampleResult]) -> float:
     return 100.0 * sum(r.correct for r in results) / len(results) if results else 0.0
 
 
-def summarize(results: Sequence[SampleResult], breakdown_keys: Sequence[str]) -> dict[str, object]:
+def summarize(results: Sequence[SampleResult], breakdown_keys: Sequence[str], cluster_key: str = "video_id"
+              ) -> dict[str, object]:
     """Every figure a run reports about answers; labelled samples only count towards accuracy."""
     scored = [r for r in results if r.gold is not None]
     answered = [r for r in scored if r.status in ("ok", "unparsed")]
@@ -49,7 +50,8 @@ def summarize(results: Sequence[SampleResult], breakdown_keys: Sequence[str]) ->
         "accuracy": accuracy(scored) if scored else float("nan"),
         "n_with_video": len(with_video),  # scored samples whose video file exists
         "accuracy_with_video": accuracy(with_video) if with_video else float("nan"),
-        "accuracy_stderr": 100.0 * clustered_stderr([float(r.correct) for r in scored], [r.video_id for r in scored]),
+        "accuracy_stderr": 100.0 * clustered_stderr([float(r.correct) for r in scored],
+                                                      [getattr(r, cluster_key) for r in scored]),
         "accuracy_answered": accuracy(answered),  # excluding decode / model failures
         "parse_failure_rate": statuses.get("unparsed", 0) / len(results) if results else 0.0,
         "failure_rate": sum(v for k, v in statuses.items() if k not in ("ok", "unparsed")) / len(results)

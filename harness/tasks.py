@@ -67,7 +67,8 @@ class PromptProfile:
 class MetricSpec:
     name: Literal["accuracy", "mavg"] = "accuracy"  # mavg: unweighted mean of per-group accuracy (MLVU M-Avg)
     breakdown: tuple[str, ...] = ()  # row columns reported separately; also copied into Sample.breakdown
-    cluster_key: str = "video_id"  # questions on one video are correlated: cluster the standard error
+    # questions on one video are correlated: the standard error clusters by this SampleResult field
+    cluster_key: Literal["video_id", "id"] = "video_id"
     macro_over: str | None = None  # the breakdown column `mavg` averages over
     submission: Literal["id", "video_id"] | None = None  # write submission.json {key: predicted index}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.records import SampleResult
-from harness.report import protocol, ttft_s, versions
+from harness.report import protocol, stage_means, ttft_s, versions
 
 STRIP_SAMPLES = 4  # samples whose kept frames are shown as an image strip in the samples table
 STRIP_HEIGHT = 48  # pixels per thumbnail
@@ -169,10 +169,9 @@ class WandbSink:
 
         from harness.plots import run_figures, save
 
-        stage_means = {k[len("stage_"):-len("_mean_s")]: v for k, v in summary["cost"].items()
-                       if k.startswith("stage_")}
+        stages = stage_means(summary["cost"])
         label = str(summary["config"].get("model", "run"))
         out = self.run_dir / "plots"
-        infos = {name: save(fig, out / f"{name}.png") for name, fig in run_figures(label, results, stage_means).items()}
+        infos = {name: save(fig, out / f"{name}.png") for name, fig in run_figures(label, results, stages).items()}
         (out / "plots.json").write_text(json.dumps(infos, indent=2))
         return {f"plots/{name}": wandb.Image(str(out / info["file"]), caption=info["title"]) for name, info in infos.items()}

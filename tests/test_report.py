@@ -36,6 +36,14 @@ def test_cost_figures():
     assert c["needle_retention"] == pytest.approx(0.5)
 
 
+def test_throughput_of_a_resumed_run_counts_only_the_samples_run_in_its_wall_time():
+    results = [result(i) for i in range(4)]
+    c = cost(results, wall_s=10.0, timed=results[3:])  # 3 samples came from the journal of an earlier session
+    assert c["samples_per_s"] == pytest.approx(0.1) and c["frames_per_s"] == pytest.approx(0.8)
+    assert c["frames_used_per_s"] == pytest.approx(0.4)
+    assert c["latency_p50_s"] == pytest.approx(3.5)  # per-sample figures still cover every result
+
+
 def test_new_numeric_fields_are_summarised_generically():
     extended = dataclasses.make_dataclass("Extended", [("x_new_count", int, 0)], bases=(SampleResult,), frozen=True)
     results = [extended(**dataclasses.asdict(result(i)), x_new_count=i) for i in range(3)]
