@@ -17,9 +17,9 @@ from lmms_eval.api.model import lmms
 from lmms_eval.models.registry_v2 import ModelManifest
 
 from harness.config import ConfigError
+from harness.measure import StageTimer
 from harness.pipeline import Pipeline
 from harness.records import GenerationConfig, Prompt, Sample, SampleResult
-from harness.reduction import ReductionContext
 from harness.specs import MODELS
 from harness.tasks import get_task
 
@@ -55,13 +55,9 @@ class HarnessLMM(lmms):
         decoded = self.pipeline.decode(sample)
         if isinstance(decoded, SampleResult):  # missing / undecodable video: say so instead of answering blind
             raise RuntimeError(f"{MODEL_ID}: {decoded.status}: {decoded.error}")
-        backbone = self.pipeline.backbone
-        tokens = backbone.encode_frames(decoded.frames)
-        visual = self.pipeline.reducer.reduce(tokens, ReductionContext(sample, decoded.selection, decoded.frames,
-                                                                       backbone))
+        visual = self.pipeline.visual_tokens(sample, decoded, StageTimer())
         cap = int(gen_kwargs.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
-        generation = backbone.generate(visual, Prompt(system="", user=ctx), GenerationConfig(max_new_tokens=cap))
-        return generation.text
+        return self.pipeline.generate(visual, Prompt(system="", user=ctx), GenerationConfig(max_new_tokens=cap)).text
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
         answers = []

@@ -20,7 +20,8 @@ from harness.config import ConfigError
 from harness.extract import EXTRACTORS, Extractor
 from harness.measure import PeakMemory, StageTimer
 from harness.prompts import render
-from harness.records import Frames, FrameSelection, GenerationConfig, Sample, SampleResult, VideoMeta
+from harness.records import (Frames, FrameSelection, Generation, GenerationConfig, Prompt, Sample, SampleResult,
+                             VideoMeta)
 from harness.samples import LETTERS
 from harness.reduction import REDUCERS, ReductionContext, TokenReducer
 from harness.selection import SELECTORS, FrameSelector
@@ -162,17 +163,10 @@ class Pipeline:
                         context = ReductionContext(sample, selection, frames, self.backbone)
                         visual = self.reducer.reduce_stream(source, context)
                 else:
-                    with timer("vision"):
-                        tokens = self.backbone.encode_frames(decoded.frames)
-                    with timer("reduce"):
-                        context = ReductionContext(sample, decoded.selection, decoded.frames, self.backbone)
-                        visual = self.reducer.reduce(tokens, context)
+                    visual = self.visual_tokens(sample, decoded, timer)
                 subtitles = for_prompt(self.task.subtitles, sample, decoded.frames.timestamps_s)
                 prompt = render(self.profile, sample, self.profile_name, subtitles)
-                # in-LLM pruning (FastV) travels to generate; the reducer checked the backbone offers it
-                llm_prune = getattr(self.reducer, "llm_prune", None)
-                generation = self.backbone.generate(visual, prompt, self.generation_config(sample),
-                                                    **({"llm_prune": llm_prune} if llm_prune else {}))
+                generation = self.generate(visual, prompt, self.generation_config(sample))
         except VideoError as exc:  # streaming methods decode inside infer
             return failure(sample, self.spec.name, exc.status, str(exc), timings_s=timer.seconds, **common)
         except (torch.OutOfMemoryError, MemoryError) as exc:  # GPU, or a CPU allocation that failed
@@ -193,6 +187,19 @@ class Pipeline:
             visual_tokens_after_llm_prune=generation.visual_tokens_after_llm_prune,
             generated_tokens=generation.generated_tokens, timings_s=timer.seconds, **common,
         )
+
+    def visual_tokens(self, sample: Sample, decoded: Decoded, timer: StageTimer) -> torch.Tensor:
+        """The backbone's tokens for the decoded frames, reduced by the spec's reducer: [L, C]."""
+        with timer("vision"):
+            tokens = self.backbone.encode_frames(decoded.frames)
+        with timer("reduce"):
+            return self.reducer.reduce(tokens, ReductionContext(sample, decoded.selection, decoded.frames,
+                                                                self.backbone))
+
+    def generate(self, visual: torch.Tensor, prompt: Prompt, config: GenerationConfig) -> Generation:
+        """The backbone's answer; in-LLM pruning (FastV) travels to generate (the reducer checked the hook)."""
+        llm_prune = getattr(self.reducer, "llm_prune", None)
+        return self.backbone.generate(visual, prompt, config, **({"llm_prune": llm_prune} if llm_prune else {}))
 
     def generation_config(self, sample: Sample) -> GenerationConfig:
         """The task's settings; a spec answering by option letter restricts the answer to this sample's letters."""

@@ -86,3 +86,19 @@ def test_models_lists_description_and_hook(capsys):
     assert set(lines) == set(MODELS.names())
     for name, (hook, _) in EXPECTED.items():
         assert f"hook: {hook} " in lines[name] and MODELS.get(name).description in lines[name]
+
+
+def test_pipeline_generate_carries_fastv_pruning_for_callers_outside_infer(write_test_video):
+    """The lmms-eval plugin answers through Pipeline.visual_tokens + Pipeline.generate: FastV must prune there too."""
+    from harness.measure import StageTimer
+    from harness.records import GenerationConfig, Prompt
+
+    video = write_test_video(num_frames=60, fps=10.0)
+    sample = Sample(id="s", task="needle", video=str(video.path), question="Which word appeared?", options=(),
+                    answer=None)
+    pipeline = Pipeline(MODELS.get("tiny-fastv"), get_task("needle"))
+    decoded = pipeline.decode(sample)
+    visual = pipeline.visual_tokens(sample, decoded, StageTimer())
+    generation = pipeline.generate(visual, Prompt(system="", user="What moves?"), GenerationConfig(max_new_tokens=2))
+    assert generation.visual_tokens == 256 + 1
+    assert generation.visual_tokens_after_llm_prune == math.ceil(0.5 * 256) + 1
