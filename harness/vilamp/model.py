@@ -43,6 +43,7 @@ from transformers import (
     SiglipVisionConfig,
     SiglipVisionModel,
 )
+from transformers.initialization import no_init_weights
 
 from harness.backbones.tiny import IM_END, TinyBackbone, _train_tokenizer, ensure_checkpoint, save_atomically
 from harness.config import ConfigError
@@ -174,7 +175,8 @@ def load_official(directory: Path, dtype: torch.dtype = torch.float32) -> tuple[
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # build directly in the load dtype: a 7B in fp32 would not fit
     try:
-        lm = build_model(cfg)
+        with no_init_weights():  # every parameter is overwritten below; random init of a 7B costs minutes
+            lm = build_model(cfg)
     finally:
         torch.set_default_dtype(previous)
     missing, unexpected = lm.load_state_dict(read_state(directory), strict=False)
