@@ -8,14 +8,13 @@ the cosine between an image–text encoder's frame and query embeddings (harness
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 import torch
 
 from baselines.uniform import fps_indices
-from harness.encoders import ENCODERS, ImageTextEncoder
+from harness.encoders import load_encoder
 from harness.records import Frames, FrameSelection, Sample, VideoMeta
 
 POOL_FPS = 1.0
@@ -25,11 +24,6 @@ Query = Literal["question", "question+options"]
 
 def candidate_pool(meta: VideoMeta, fps: float = POOL_FPS, cap: int | None = POOL_CAP) -> tuple[int, ...]:
     return fps_indices(meta.num_frames, meta.fps, fps, cap)
-
-
-@lru_cache(maxsize=4)  # one encoder per worker process, shared by every sample
-def load_encoder(name: str) -> ImageTextEncoder:
-    return ENCODERS.get(name)()
 
 
 def query_text(sample: Sample, query: Query) -> str:

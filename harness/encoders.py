@@ -9,6 +9,7 @@ CLIP ViT-B/32, the encoder ViLAMP's official selector uses (notes/vilamp.md §1.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -157,3 +158,8 @@ def load_clip_b32(*, path: str | None = None, dtype: str = "float32", device: st
 ENCODERS: Registry = Registry("image-text encoder")
 ENCODERS.register("tiny-clip", load_tiny_clip)
 ENCODERS.register("clip-vit-b32", load_clip_b32)
+
+
+@lru_cache(maxsize=4)  # one encoder per worker process, shared by every sample and every selector
+def load_encoder(name: str) -> ImageTextEncoder:
+    return ENCODERS.get(name)()

@@ -173,7 +173,7 @@ for _family, _desc, _frames_7b in (("llava-ov", "LLaVA-OneVision", 32), ("llava-
         # Qwen2.5-VL's tokens per frame depend on the frame size (dynamic resolution), so no fixed-budget spec; and a
         # merged token has an M-RoPE (time, row, column) position only if its reducer declares its row (DFM does).
         if _family in _PER_FRAME_7B:
-            _per_frame = 16 if _size == "tiny" else _PER_FRAME_7B[_family]
+            _per_frame = _TINY_TOKENS_PER_FRAME if _size == "tiny" else _PER_FRAME_7B[_family]
             _variants.insert(0, ("uniform-vilamp-budget", "uniform frames at ViLAMP's visual-token budget",
                                  Component("uniform", {"budget": "vilamp", "tokens_per_frame": _per_frame}),
                                  Component("none")))

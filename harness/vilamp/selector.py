@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from baselines.uniform import fps_indices
 from harness.config import ConfigError
-from harness.encoders import ENCODERS
+from harness.encoders import ENCODERS, load_encoder
 from harness.records import Frames, FrameSelection, Sample, VideoMeta
 from harness.vilamp.dks import K_DEFAULT, TAU_DEFAULT, dks, relevance
 from harness.vilamp.streaming import CHUNK, FrameSource, chunks, metadata_frames
@@ -15,7 +15,7 @@ from harness.vilamp.streaming import CHUNK, FrameSource, chunks, metadata_frames
 BACKBONE_ENCODER = "backbone"  # use the backbone's own selector encoder (ViLAMP's CLIP inside its checkpoint)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DKSSelector:
     k: int = K_DEFAULT
     tau: float = TAU_DEFAULT
@@ -29,7 +29,6 @@ class DKSSelector:
     name: str = "dks"
     streaming: ClassVar[bool] = False
     hook: ClassVar[str] = "image_text_encoder"
-    _encoder: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.max_frames < 1 or self.fps <= 0 or self.chunk < 1:
@@ -46,9 +45,7 @@ class DKSSelector:
     def encoder_for(self, backbone: Any = None) -> Any:
         if self.encoder == BACKBONE_ENCODER:
             return backbone.image_text_encoder
-        if self._encoder is None:
-            self._encoder = ENCODERS.get(self.encoder)()
-        return self._encoder
+        return load_encoder(self.encoder)
 
     def choose(self, sample: Sample, indices: tuple[int, ...], frame_emb: Any, encoder: Any) -> FrameSelection:
         query = encoder.embed_text(sample.question)  # the question only, as the official eval scripts
@@ -80,7 +77,7 @@ class DKSSelector:
         return selection, metadata_frames(selection.indices, [times[i] for i in selection.indices])
 
 
-@dataclass
+@dataclass(frozen=True)
 class StreamingDKS(DKSSelector):
     """DKS over frames decoded and embedded a chunk at a time inside the model actor (10K-frame inputs);
     pair it with a reducer that has `reduce_stream` (dfm)."""
