@@ -19,7 +19,7 @@ from harness.journal import Journal, finished
 from harness.lmms_layout import write_lmms_layout
 from harness.paths import results_dir
 from harness.records import SampleResult
-from harness.report import build_summary, write_summary
+from harness.report import build_summary, provenance, write_summary
 from harness.runner import RunnerConfig, run_samples
 from harness.samples import load_samples, resolve_root
 from harness.scoring import submission, task_metrics
@@ -110,11 +110,12 @@ def evaluate(request: EvalRequest) -> EvalOutcome:
         print(f"resuming {run_id}: {len(done)} of {len(samples)} samples already in the journal", file=sys.stderr)
     todo = [s for s in samples if s.id not in done]
 
+    origin = provenance(config)  # git and package versions, protocol code: once per run
     sink = None
     if request.wandb:
         from harness.wandb_sink import WandbSink
 
-        sink = WandbSink(run_dir, run_id, config, group=request.group)
+        sink = WandbSink(run_dir, run_id, config, group=request.group, origin=origin)
     journal = Journal(run_dir / "samples.jsonl")
     earlier: list[SampleResult] = [done[s.id] for s in samples if s.id in done]
     ran: list[SampleResult] = []  # this session's
@@ -144,7 +145,7 @@ def evaluate(request: EvalRequest) -> EvalOutcome:
     wall = time.perf_counter() - start
     results = sorted(earlier + ran, key=lambda r: r.id)
     summary = build_summary(results, task.metric.breakdown, wall, config, timed=ran,
-                            cluster_key=task.metric.cluster_key)
+                            cluster_key=task.metric.cluster_key, origin=origin)
     summary["runner"] = dataclasses.asdict(stats)  # retries, replaced workers, start-up and driver time
     summary["metrics"].update(task_metrics(summary["metrics"], task.metric.name, task.metric.macro_over))
     if task.metric.submission:  # unlabelled benchmark split: predictions for the authors' server, no score

@@ -170,11 +170,17 @@ def protocol(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def provenance(config: dict[str, Any]) -> dict[str, Any]:
+    """What a run's results depend on besides its config: package and git versions, the protocol's code."""
+    return {"versions": versions(), "protocol": protocol(config)}
+
+
 def build_summary(results: Sequence[SampleResult], breakdown_keys: Sequence[str], wall_s: float,
                   config: dict[str, Any], timed: Sequence[SampleResult] | None = None,
-                  cluster_key: str = "video_id") -> dict[str, Any]:
-    """`timed`: the results run within `wall_s` (see `cost`); `cluster_key`: the task's (see `summarize`)."""
-    return {"config": config, "versions": versions(), "protocol": protocol(config),
+                  cluster_key: str = "video_id", origin: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`timed`: the results run within `wall_s` (see `cost`); `cluster_key`: the task's (see `summarize`);
+    `origin`: `provenance(config)` when the caller already has it."""
+    return {"config": config, **(origin or provenance(config)),
             "metrics": summarize(results, breakdown_keys, cluster_key), "cost": cost(results, wall_s, timed),
             "breakdown_cost": breakdown_cost(results, breakdown_keys)}
 

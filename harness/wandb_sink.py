@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.records import SampleResult
-from harness.report import protocol, stage_means, ttft_s, versions
+from harness.report import provenance, stage_means, ttft_s
 
 STRIP_SAMPLES = 4  # samples whose kept frames are shown as an image strip in the samples table
 STRIP_HEIGHT = 48  # pixels per thumbnail
@@ -34,9 +34,9 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def wandb_config(config: dict[str, Any], group: str) -> dict[str, Any]:
+def wandb_config(config: dict[str, Any], group: str, origin: dict[str, Any] | None = None) -> dict[str, Any]:
     """What W&B records as the run config: the resolved run config plus protocol and package versions."""
-    return {**config, "group": group, "protocol": protocol(config), "versions": versions()}
+    return {**config, "group": group, **(origin or provenance(config))}
 
 
 def sample_columns(results: Sequence[SampleResult]) -> list[str]:
@@ -83,7 +83,8 @@ def kept_frames_strip(result: SampleResult, video: str) -> Any | None:
 
 
 class WandbSink:
-    def __init__(self, run_dir: Path, run_id: str, config: dict[str, Any], group: str | None = None) -> None:
+    def __init__(self, run_dir: Path, run_id: str, config: dict[str, Any], group: str | None = None,
+                 origin: dict[str, Any] | None = None) -> None:
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
@@ -96,7 +97,7 @@ class WandbSink:
             name=run_id,
             group=self.group,
             job_type="eval",
-            config=wandb_config(config, self.group),
+            config=wandb_config(config, self.group, origin),
             settings=wandb.Settings(console="off", x_disable_stats=True),
         )
         self.start = time.perf_counter()
