@@ -56,6 +56,9 @@ def test_llava_video_is_its_own_checkpoint_of_the_llava_ov_class():
     assert type(ov.model) is type(video.model)
     assert ov.model.name_or_path != video.model.name_or_path
     assert (ov.name, video.name) == ("llava-ov-tiny", "llava-video-tiny")
+    ov_weights, video_weights = ov.model.state_dict(), video.model.state_dict()
+    assert ov_weights.keys() == video_weights.keys()
+    assert not torch.equal(ov_weights["lm_head.weight"], video_weights["lm_head.weight"])  # its own weights
 
 
 def _check_needle_results(results, family):

@@ -47,10 +47,13 @@ class LlavaOvBackbone(tiny.TinyBackbone):
         return pre, self.encode_frames(frames)
 
 
+_LLAVA_VIDEO_SEED_OFFSET = 1_000  # tiny_seed s of llava-video draws its weights with seed s + this
+
+
 def _tiny_llava_video_checkpoint(seed: int) -> Path:
     """The tiny LLaVA-OV architecture with its own seed: distinct weights of the same class, as LLaVA-Video is."""
-    directory = cache_dir() / "models" / f"tiny-llava-video-v{tiny.TINY_FORMAT}-seed{seed}"
-    return tiny.ensure_checkpoint(directory, seed, build=tiny.build_tiny_checkpoint)
+    own = seed + _LLAVA_VIDEO_SEED_OFFSET
+    return tiny.ensure_checkpoint(cache_dir() / "models" / f"tiny-llava-video-v{tiny.TINY_FORMAT}-seed{own}", own)
 
 
 def _load(name: str, source: str, dtype: str, device: str, attn_implementation: str,
