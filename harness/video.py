@@ -68,11 +68,13 @@ def read_frames(
     *,
     size: tuple[int, int] | None = None,
     backend: str = "auto",
+    reader: decord.VideoReader | None = None,
 ) -> Frames:
     """Decode exactly the frames `indices` (frame numbers) as uint8 RGB [T, H, W, 3].
 
     `size=(width, height)` makes the decoder scale down, which cuts memory for long videos. "auto" uses
     decord and falls back to PyAV when decord fails on the file (not when an index is out of range).
+    `reader`: an open decord reader of `path` (`open_reader`) to reuse across calls reading a video in chunks.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown video backend {backend!r}; valid: {', '.join(BACKENDS)}")
@@ -83,7 +85,7 @@ def read_frames(
     failures = ""
     if backend in ("auto", "decord"):
         try:
-            pixels, times = _read_decord(path, wanted, size)
+            pixels, times = _read_decord(reader or _decord_reader(path, size), wanted)
             return _frames(indices, wanted, pixels, times, "decord")
         except _OutOfRange as e:
             raise VideoError("decode_error", path, str(e)) from None
@@ -123,6 +125,15 @@ def _valid_fps(fps: float) -> bool:
 # ---------------------------------------------------------------- decord
 
 
+def open_reader(path: str) -> decord.VideoReader | None:
+    """A decord reader to pass to repeated `read_frames` calls (no re-open, no re-seek between chunks); None
+    when decord cannot open the file, so `read_frames` takes its usual fallback."""
+    try:
+        return _decord_reader(path, None)
+    except Exception:  # DECORDError, RuntimeError...: read_frames reports the file's real status
+        return None
+
+
 def _decord_reader(path: str, size: tuple[int, int] | None) -> decord.VideoReader:
     if size is None:
         return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
@@ -139,8 +150,7 @@ def _probe_decord(path: str) -> VideoMeta:
     return VideoMeta(path=path, num_frames=num_frames, fps=fps, width=int(width), height=int(height))
 
 
-def _read_decord(path: str, wanted: list[int], size: tuple[int, int] | None) -> tuple[np.ndarray, list[float]]:
-    reader = _decord_reader(path, size)
+def _read_decord(reader: decord.VideoReader, wanted: list[int]) -> tuple[np.ndarray, list[float]]:
     if wanted and wanted[-1] >= len(reader):
         raise _OutOfRange(f"frame {wanted[-1]} >= frame count {len(reader)}")
     if not wanted:

@@ -6,14 +6,15 @@ per-frame vectors ([N, D] selector embeddings, [N − K, C] merged tokens) and K
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
+import decord
 import numpy as np
 
 from harness.records import Frames
-from harness.video import read_frames
+from harness.video import open_reader, read_frames
 
 CHUNK = 64  # frames decoded and encoded at once
 
@@ -24,14 +25,18 @@ class FrameSource(Protocol):
         ...
 
 
-@dataclass(frozen=True)
 class VideoSource:
-    """Frames of a video file, decoded on demand (decord, PyAV fallback)."""
+    """Frames of a video file, decoded on demand (decord, PyAV fallback) through one reader kept open, so
+    consecutive chunks continue decoding where the last one stopped."""
 
-    path: str
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._reader: decord.VideoReader | None = None
 
     def read(self, indices: Sequence[int]) -> Frames:
-        return read_frames(self.path, list(indices))
+        if self._reader is None and os.path.isfile(self.path):
+            self._reader = open_reader(self.path)
+        return read_frames(self.path, list(indices), reader=self._reader)
 
 
 def chunks(indices: Sequence[int], size: int = CHUNK) -> Iterator[tuple[int, ...]]:
