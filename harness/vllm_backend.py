@@ -64,12 +64,9 @@ class VllmVideoModel:
         self._params = vllm.SamplingParams
 
     def prompt_text(self, prompt: Prompt) -> str:
-        messages: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "video"},
-                                                                       {"type": "text", "text": prompt.user}]}]
-        if prompt.system:
-            messages.insert(0, {"role": "system", "content": prompt.system})
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) \
-            + prompt.assistant_prefix
+        from harness.backbones.hf_common import chat_text  # the same chat the transformers backbones render
+
+        return chat_text(self.tokenizer, prompt, {"type": "video"})
 
     def answer(self, frames: Frames, prompt: Prompt, max_tokens: int, video_fps: float) -> tuple[str, dict[str, float]]:
         """(text, timings) for one request; `video_fps` is the source video's frame rate (for timestamps)."""

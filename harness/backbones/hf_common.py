@@ -155,13 +155,17 @@ def load_pretrained(
     return model.to(target).eval(), processor
 
 
-def chat_ids(tokenizer: Any, prompt: Prompt, media: dict[str, Any], token_id: int, token: str) -> tuple[list[int], int]:
-    """Token ids of the chat (media part before the user text), and where its single placeholder sits."""
+def chat_text(tokenizer: Any, prompt: Prompt, media: dict[str, Any]) -> str:
+    """The chat as the model's template renders it (media part before the user text), assistant prefix included."""
     messages: list[dict[str, Any]] = [{"role": "user", "content": [media, {"type": "text", "text": prompt.user}]}]
     if prompt.system:
         messages.insert(0, {"role": "system", "content": prompt.system})
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    ids = tokenizer(text + prompt.assistant_prefix, add_special_tokens=False)["input_ids"]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + prompt.assistant_prefix
+
+
+def chat_ids(tokenizer: Any, prompt: Prompt, media: dict[str, Any], token_id: int, token: str) -> tuple[list[int], int]:
+    """Token ids of the chat (`chat_text`), and where its single placeholder sits."""
+    ids = tokenizer(chat_text(tokenizer, prompt, media), add_special_tokens=False)["input_ids"]
     if (found := ids.count(token_id)) != 1:
         raise ValueError(f"the prompt must hold exactly one {token} placeholder, found {found}")
     return ids, ids.index(token_id)
