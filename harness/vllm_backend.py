@@ -88,6 +88,7 @@ def prepare(directory: Path) -> None:
     import torch
     from transformers import LlavaOnevisionForConditionalGeneration
 
+    from harness.backbones.hf_common import save_atomically
     from harness.backbones.tiny import build_tiny_model
     from harness.prompts import render
     from harness.samples import load_samples
@@ -97,7 +98,8 @@ def prepare(directory: Path) -> None:
 
     directory.mkdir(parents=True, exist_ok=True)
     checkpoint = directory / "tiny-llava-ov-h128x2"
-    if not checkpoint.is_dir():
+
+    def write(staging: Path) -> None:
         # vLLM 0.32's Qwen2.5-VL module imports torchvision, which has no build for its torch 2.13.0 CPU wheel;
         # its LLaVA-OneVision path does not. The tiny LLaVA-OV with a wider LLM: head_dim 128 / 2 = 64.
         tiny, processor = build_tiny_model(seed=0)
@@ -108,8 +110,11 @@ def prepare(directory: Path) -> None:
             torch.manual_seed(0)
             model = LlavaOnevisionForConditionalGeneration(config)
         model.generation_config = tiny.generation_config
-        model.save_pretrained(checkpoint)
-        processor.save_pretrained(checkpoint)
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+
+    if not checkpoint.is_dir():  # built in a staging directory: an interrupted prepare leaves nothing half-written
+        save_atomically(checkpoint, write)
     task = get_task("needle")
     sample = load_samples(task, None, 1)[0]
     meta = probe(sample.video)
