@@ -18,7 +18,8 @@ import torch
 from tokenizers.processors import TemplateProcessing
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
 
-from harness.backbones.tiny import ENDOFTEXT, IM_START, _train_tokenizer, ensure_checkpoint, save_atomically
+from harness.backbones.hf_common import resolve_dtype, save_atomically
+from harness.backbones.tiny import ENDOFTEXT, IM_START, _train_tokenizer, ensure_checkpoint
 from harness.config import ConfigError
 from harness.paths import cache_dir
 from harness.records import Frames
@@ -125,7 +126,7 @@ def build_tiny_clip_checkpoint(directory: Path, seed: int = 0) -> Path:
 
 
 def load_clip_dir(name: str, directory: Path, dtype: str = "float32", device: str = "cpu") -> CLIPEncoder:
-    model = CLIPModel.from_pretrained(directory, dtype=getattr(torch, dtype)).to(device)
+    model = CLIPModel.from_pretrained(directory, dtype=resolve_dtype(dtype)).to(device)
     return CLIPEncoder(name, model, AutoImageProcessor.from_pretrained(directory),
                        AutoTokenizer.from_pretrained(directory))
 

@@ -35,7 +35,9 @@ from harness.backbones.hf_common import (
     ensure_built,
     greedy,
     llm_layers,
+    load_pretrained,
     prefill_pruned,
+    resolve_dtype,
     save_atomically,
     stop_ids,
     train_bpe_tokenizer,
@@ -191,9 +193,6 @@ def ensure_checkpoint(directory: Path, seed: int = 0, build: Callable[[Path, int
     return ensure_built(directory, lambda d: (build or build_tiny_checkpoint)(d, seed))
 
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
 def load_tiny(
     *,
     checkpoint: str | None = None,
@@ -203,22 +202,16 @@ def load_tiny(
     num_threads: int | None = None,
 ) -> TinyBackbone:
     """Registry factory: load (building on first use) the tiny checkpoint through `from_pretrained`."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(_DTYPES)}")
-    target = torch.device(device)
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available on this machine")
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
+    resolve_dtype(dtype)  # a bad dtype fails before the checkpoint is built
     if checkpoint is None:
         directory = ensure_checkpoint(default_checkpoint(seed), seed)
     else:
         directory = Path(checkpoint)
         if not directory.is_dir():  # from_pretrained would otherwise try the Hub with it as a repo id
             raise FileNotFoundError(f"tiny checkpoint directory not found: {directory}")
-    model = LlavaOnevisionForConditionalGeneration.from_pretrained(directory, dtype=_DTYPES[dtype]).to(target)
-    processor = AutoProcessor.from_pretrained(directory)
-    return TinyBackbone(model.eval(), processor)
+    model, processor = load_pretrained(LlavaOnevisionForConditionalGeneration, AutoProcessor, str(directory),
+                                       dtype=dtype, device=device, num_threads=num_threads)
+    return TinyBackbone(model, processor)
 
 
 class TinyBackbone:

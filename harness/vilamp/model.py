@@ -45,7 +45,8 @@ from transformers import (
 )
 from transformers.initialization import no_init_weights
 
-from harness.backbones.tiny import IM_END, TinyBackbone, _train_tokenizer, ensure_checkpoint, save_atomically
+from harness.backbones.hf_common import resolve_dtype, save_atomically
+from harness.backbones.tiny import IM_END, TinyBackbone, _train_tokenizer, ensure_checkpoint
 from harness.config import ConfigError
 from harness.encoders import CLIPEncoder, build_tiny_clip, channels_first, clip_b32_dir
 from harness.paths import cache_dir
@@ -262,7 +263,7 @@ def load_vilamp(*, checkpoint: str | None = None, clip: str | None = None, dtype
                 device: str = "cpu") -> ViLAMPBackbone:
     """Registry factory for `vilamp`: the official checkpoint from disk (never the hub)."""
     check_official(checkpoint=checkpoint, clip=clip)
-    return _load(official_dir(checkpoint), clip, getattr(torch, dtype), device)
+    return _load(official_dir(checkpoint), clip, resolve_dtype(dtype), device)
 
 
 load_vilamp.preflight = check_official  # type: ignore[attr-defined]  # harness.backbones.preflight
