@@ -13,16 +13,12 @@ BACKBONES.register("vilamp-tiny", "harness.vilamp.model:load_vilamp_tiny")  # sa
 BACKBONES.register("llava-ov", "harness.backbones.llava_ov:load_llava_ov")
 BACKBONES.register("llava-video", "harness.backbones.llava_ov:load_llava_video")
 BACKBONES.register("qwen25vl", "harness.backbones.qwen25vl:load_qwen25vl")
-_HF_CHECKPOINT_BACKBONES = ("llava-ov", "llava-video", "qwen25vl")
 
 
 def check_backbone(name: str, args: dict) -> None:
-    """In the driver, before any worker starts: a `checkpoint` that cannot be found offline is one ConfigError."""
-    if name in _HF_CHECKPOINT_BACKBONES and args.get("checkpoint") is not None:
-        from harness.backbones.hf_common import resolve_checkpoint
-
-        resolve_checkpoint(str(args["checkpoint"]))
-    check = getattr(BACKBONES.get(name), "preflight", None)  # a factory's own check, e.g. vilamp's checkpoint
+    """In the driver, before any worker starts: the factory's own `preflight(**args)`, if it has one (a checkpoint
+    that cannot be found offline is one ConfigError)."""
+    check = getattr(BACKBONES.get(name), "preflight", None)
     if check is not None:
         check(**args)
 

@@ -134,6 +134,12 @@ def resolve_checkpoint(source: str) -> str:
         ) from None
 
 
+def check_checkpoint(*, checkpoint: str | None = None, **_: Any) -> None:
+    """`preflight` of the transformers backbones: a `checkpoint` must resolve offline (see resolve_checkpoint)."""
+    if checkpoint is not None:
+        resolve_checkpoint(str(checkpoint))
+
+
 def load_pretrained(
     model_cls: Any,
     processor_cls: Any,

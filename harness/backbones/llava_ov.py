@@ -19,7 +19,7 @@ import torch
 from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
 
 from harness.backbones import tiny
-from harness.backbones.hf_common import load_pretrained
+from harness.backbones.hf_common import check_checkpoint, load_pretrained
 from harness.paths import cache_dir
 from harness.records import Frames
 
@@ -88,3 +88,8 @@ def load_llava_video(
         source = str(_tiny_llava_video_checkpoint(tiny_seed))
         return _load("llava-video-tiny", source, dtype, device, attn_implementation, num_threads)
     return _load("llava-video", str(checkpoint), dtype, device, attn_implementation, num_threads)
+
+
+# harness.backbones.check_backbone runs these in the driver before any worker starts
+load_llava_ov.preflight = check_checkpoint  # type: ignore[attr-defined]
+load_llava_video.preflight = check_checkpoint  # type: ignore[attr-defined]

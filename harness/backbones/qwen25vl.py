@@ -31,6 +31,7 @@ from transformers.video_utils import VideoMetadata
 from harness.backbones.base import HookUnavailable, LlmPrune
 from harness.backbones.hf_common import (
     chat_ids,
+    check_checkpoint,
     chatml_template,
     choice_token_ids,
     ensure_built,
@@ -148,6 +149,9 @@ def load_qwen25vl(
         dtype=dtype, device=device, attn_implementation=attn_implementation, num_threads=num_threads,
     )
     return Qwen25VLBackbone(model, processor, name="qwen25vl-tiny" if tiny_seed is not None else "qwen25vl")
+
+
+load_qwen25vl.preflight = check_checkpoint  # type: ignore[attr-defined]  # harness.backbones.check_backbone
 
 
 class Qwen25VLBackbone:
