@@ -18,18 +18,19 @@ import torch
 
 from harness.reduction import ReductionContext
 
-REFERENCE = {1: 0, 2: 0, 3: 2}  # frame in window → the frame it is compared with
+REFERENCE = {1: 0, 2: 0, 3: 2}  # frame in a window of 4 → the frame it is compared with (frame 0 is kept whole)
+WINDOW = 4
 
 
-def ttm_keep(tokens: torch.Tensor, prune_ratio: float, window: int = 4) -> list[torch.Tensor]:
+def ttm_keep(tokens: torch.Tensor, prune_ratio: float) -> list[torch.Tensor]:
     """Per frame, the token positions TTM keeps (sorted): tokens [T, M, C]."""
     t, m, _ = tokens.shape
     n_keep = math.floor(round((1 - prune_ratio) * m, 6))  # round first: 0.3 * 10 is 2.9999999999999996
     unit = torch.nn.functional.normalize(tokens.float(), dim=-1)
     kept = []
     for frame in range(t):
-        offset = frame % window
-        if offset == 0 or offset not in REFERENCE:
+        offset = frame % WINDOW
+        if offset == 0:
             kept.append(torch.arange(m))
             continue
         similarity = (unit[frame] * unit[frame - offset + REFERENCE[offset]]).sum(-1)
@@ -40,15 +41,13 @@ def ttm_keep(tokens: torch.Tensor, prune_ratio: float, window: int = 4) -> list[
 @dataclass(frozen=True)
 class DyCoke:
     prune_ratio: float = 0.7  # K
-    window: int = 4
     name: str = "dycoke"
     hook: str = "visual"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.prune_ratio < 1.0 or self.window != 4:
-            raise ValueError(f"dycoke: prune_ratio must be in [0, 1) and window 4, "
-                             f"got {self.prune_ratio}, {self.window}")
+        if not 0.0 <= self.prune_ratio < 1.0:
+            raise ValueError(f"dycoke: prune_ratio must be in [0, 1), got {self.prune_ratio}")
 
     def reduce(self, tokens: torch.Tensor, ctx: ReductionContext) -> torch.Tensor:
-        kept = ttm_keep(tokens, self.prune_ratio, self.window)
+        kept = ttm_keep(tokens, self.prune_ratio)
         return torch.cat([tokens[f, rows] for f, rows in enumerate(kept)])
