@@ -75,6 +75,8 @@ def _drop_torn_tail(path: Path) -> None:
     if not path.exists() or path.stat().st_size == 0:
         return
     with path.open("rb+") as f:
-        data = f.read()
-        if not data.endswith(b"\n"):
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) != b"\n":  # only then read the file for its last complete line
+            f.seek(0)
+            data = f.read()
             f.truncate(data.rfind(b"\n") + 1)
