@@ -58,12 +58,12 @@ $(VLLM_STAMP): requirements/vllm.txt pyproject.toml
 lmms-venv: $(LMMS_STAMP)
 
 lmms-parity: $(STAMP) $(LMMS_STAMP)
-	$(PY) -m pytest -q tests/test_lmms_parity.py tests/test_lmms_plugin.py
+	$(PY) -m pytest -q tests/interop
 
 VLLM_SMOKE := $(or $(HARNESS_CACHE),$(HOME)/.cache/vilamp-harness)/vllm-smoke
 vllm-smoke: $(STAMP) $(VLLM_STAMP)
-	$(PY) -m harness.vllm_backend prepare $(VLLM_SMOKE)
-	$(VLLM_VENV)/bin/python -m harness.vllm_backend run $(VLLM_SMOKE)
+	$(PY) -m harness.backbones.vllm prepare $(VLLM_SMOKE)
+	$(VLLM_VENV)/bin/python -m harness.backbones.vllm run $(VLLM_SMOKE)
 
 test: $(STAMP) $(LMMS_STAMP)
 	$(PY) -m pytest -q
@@ -71,8 +71,8 @@ test: $(STAMP) $(LMMS_STAMP)
 # P1 compares against the ffmpeg command line (a Debian package); install it when missing.
 bench: $(STAMP)
 	command -v ffmpeg >/dev/null || (apt-get update -qq && apt-get install -y -qq ffmpeg) || echo "no ffmpeg: P1 reports it unavailable"
-	$(PY) -m harness.bench
-	$(PY) -m harness.bench_vilamp  # results/bench/vilamp_scale.json
+	$(PY) -m harness.bench.speed
+	$(PY) -m harness.bench.vilamp_scale  # results/bench/vilamp_scale.json
 
 # The committed comparison (results/needle-comparison/): every tiny spec on all 36 needle samples, then `compare`.
 NEEDLE_SPECS := tiny-uniform tiny-uniform-1fps tiny-uniform-vilamp-budget vilamp-tiny vilamp-tf tiny-topk tiny-aks \

@@ -1,1 +1,1 @@
-"""Comparison methods: one file per method, each registered in harness.selection or harness.reduction."""
+"""Comparison methods: one file per method, each registered in harness.methods.selection or harness.methods.reduction."""

@@ -10,7 +10,7 @@ nothing.
 Official defaults (repo README / frame_select.py): M = 32 for LLaVA-OneVision and Qwen2-VL (64 for
 LLaVA-Video), t1 = 0.8, t2 = −100 (the std test is effectively off), depth 5; BLIP ITM-large scorer, which
 the harness does not register, so the default scorer is CLIP ViT-B/32 (ViLAMP's).
-Hook: an image–text encoder (harness.encoders) — none on the backbone.
+Hook: an image–text encoder (harness.methods.encoders) — none on the backbone.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ frame budget; we top up with the most relevant unchosen frames, so n frames alwa
 Official defaults (repo README): power α = 3 for VideoMME and MLVU (2.5 for LongVideoBench), CLIP ViT-L/14
 scorer — not registered in the harness, so the default scorer is CLIP ViT-B/32 (ViLAMP's); n = the VLM's
 frame count (32 for LLaVA-OneVision).
-Hook: an image–text encoder (harness.encoders) — none on the backbone.
+Hook: an image–text encoder (harness.methods.encoders) — none on the backbone.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.reduction import ReductionContext
+from harness.methods.reduction import ReductionContext
 
 REFERENCE = {1: 0, 2: 0, 3: 2}  # frame in a window of 4 → the frame it is compared with (frame 0 is kept whole)
 WINDOW = 4

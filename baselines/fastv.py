@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.backbones.base import LlmPrune, require_hook
-from harness.reduction import ReductionContext
+from harness.core.records import LlmPrune
+from harness.methods.hooks import require_hook
+from harness.methods.reduction import ReductionContext
 
 
 @dataclass(frozen=True)

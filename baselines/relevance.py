@@ -2,7 +2,7 @@
 
 Every method scores a 1 fps pool (notes/baselines.md §B), capped at 600 frames like ViLAMP's eval scripts
 (scripts/eval/exp_*.py), so the keyframe baselines and ViLAMP choose from the same candidates. Relevance is
-the cosine between an image–text encoder's frame and query embeddings (harness.encoders).
+the cosine between an image–text encoder's frame and query embeddings (harness.methods.encoders).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from baselines.uniform import fps_indices
-from harness.encoders import load_encoder
-from harness.records import Frames, FrameSelection, Sample, VideoMeta
+from harness.methods.encoders import load_encoder
+from harness.core.records import Frames, FrameSelection, Sample, VideoMeta
 
 POOL_FPS = 1.0
 POOL_CAP = 600

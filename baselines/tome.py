@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.reduction import ReductionContext
+from harness.methods.reduction import ReductionContext
 
 
 def bipartite_merge(x: torch.Tensor, size: torch.Tensor, pos: torch.Tensor, r: int):

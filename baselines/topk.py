@@ -4,7 +4,7 @@ The plain relevance baseline of the keyframe literature (notes/baselines.md §B;
 CVPR'25, arXiv 2502.21271). Official setting: a 1 fps pool scored by CLIP-L/14 or BLIP; k = the VLM's frame
 count (32 for LLaVA-OneVision in AKS' tables). The harness registers no CLIP-L/14, so the default scorer is
 CLIP ViT-B/32, ViLAMP's own selector encoder, which keeps the two comparable.
-Hook: an image–text encoder (harness.encoders) — none on the backbone.
+Hook: an image–text encoder (harness.methods.encoders) — none on the backbone.
 """
 
 from __future__ import annotations

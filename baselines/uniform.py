@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from harness.records import Frames, FrameSelection, Sample, VideoMeta
+from harness.core.records import Frames, FrameSelection, Sample, VideoMeta
 
 
 def linspace_indices(total: int, n: int) -> tuple[int, ...]:

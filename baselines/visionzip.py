@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.backbones.base import require_hook
-from harness.reduction import ReductionContext
+from harness.methods.hooks import require_hook
+from harness.methods.reduction import ReductionContext
 
 
 def split_budget(m: int, retention: float, contextual_share: float) -> tuple[int, int]:

@@ -10,9 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from harness.compare import CompareError
-from harness.config import ConfigError
-from harness.registry import UnknownNameError
+from harness.results.compare import CompareError
+from harness.core.config import ConfigError
+from harness.core.registry import UnknownNameError
 
 EXIT_USAGE = 2
 
@@ -71,8 +71,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from harness.prepare import prepare
-    from harness.tasks import get_task
+    from harness.data.prepare import prepare
+    from harness.data.tasks import get_task
 
     root = prepare(get_task(args.task), args.data_root, args.repo)
     print(f"{args.task}: ready under {root}; check it with `python -m harness verify --task {args.task} "
@@ -83,8 +83,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     import json
 
-    from harness.prepare import verify
-    from harness.tasks import get_task
+    from harness.data.prepare import verify
+    from harness.data.tasks import get_task
 
     report = verify(get_task(args.task), args.data_root, args.annotations)
     if args.json:
@@ -101,7 +101,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks() -> int:
-    from harness.tasks import discover, load_task_file
+    from harness.data.tasks import discover, load_task_file
 
     registry = discover()
     for name in registry.names():
@@ -111,7 +111,7 @@ def cmd_tasks() -> int:
 
 
 def cmd_models() -> int:
-    from harness.specs import MODELS
+    from harness.model.specs import MODELS
 
     for name in MODELS.names():
         spec = MODELS.get(name)
@@ -121,17 +121,17 @@ def cmd_models() -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from harness.samples import ensure_data, resolve_root
-    from harness.specs import MODELS
-    from harness.tasks import get_task
+    from harness.data.samples import ensure_data, resolve_root
+    from harness.model.specs import MODELS
+    from harness.data.tasks import get_task
 
     task = get_task(args.task)  # fail fast on unknown names and absent data, before the heavy imports
     MODELS.get(args.model)
     ensure_data(task, resolve_root(task, args.data_root))
 
     from harness.evaluate import EvalRequest, evaluate
-    from harness.report import render_markdown
-    from harness.runner import RunnerConfig
+    from harness.results.summary import render_markdown
+    from harness.run.runner import RunnerConfig
     request = EvalRequest(
         task=args.task, model=args.model, limit=args.limit, prompt=args.prompt, data_root=args.data_root,
         out=args.out, wandb=not args.no_wandb, group=args.group, resume=args.resume,
@@ -151,8 +151,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     import time
 
-    from harness.compare import compare, publish_wandb_report
-    from harness.paths import results_dir
+    from harness.results.compare import compare, publish_wandb_report
+    from harness.core.paths import results_dir
 
     out = args.out or results_dir() / f"compare__{time.strftime('%Y%m%d-%H%M%S')}"
     done = compare(args.run_dirs, out, args.title)

@@ -14,17 +14,17 @@ from typing import Any
 from tqdm import tqdm
 
 from harness.backbones import check_backbone
-from harness.config import ConfigError
-from harness.journal import Journal, finished
-from harness.lmms_layout import write_lmms_layout
-from harness.paths import results_dir
-from harness.records import SampleResult
-from harness.report import build_summary, provenance, write_summary
-from harness.runner import RunnerConfig, run_samples
-from harness.samples import load_samples, resolve_root
-from harness.scoring import submission, task_metrics
-from harness.specs import MODELS
-from harness.tasks import get_task
+from harness.core.config import ConfigError
+from harness.run.journal import Journal, finished
+from harness.results.lmms_layout import write_lmms_layout
+from harness.core.paths import results_dir
+from harness.core.records import SampleResult
+from harness.results.summary import build_summary, provenance, write_summary
+from harness.run.runner import RunnerConfig, run_samples
+from harness.data.samples import load_samples, resolve_root
+from harness.scoring.metrics import submission, task_metrics
+from harness.model.specs import MODELS
+from harness.data.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def evaluate(request: EvalRequest) -> EvalOutcome:
     origin = provenance(config)  # git and package versions, protocol code: once per run
     sink = None
     if request.wandb:
-        from harness.wandb_sink import WandbSink
+        from harness.results.wandb_sink import WandbSink
 
         sink = WandbSink(run_dir, run_id, config, group=request.group, origin=origin)
     journal = Journal(run_dir / "samples.jsonl")

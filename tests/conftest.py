@@ -29,7 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster for the whole session (starting one costs ~8 s)."""
-    from harness.raycluster import start_ray, stop_ray
+    from harness.run.raycluster import start_ray, stop_ray
 
     start_ray(num_cpus=2, object_store_mb=256)
     yield

@@ -1,7 +1,9 @@
 """Backbones: one file per VLM family, registered lazily by name."""
 
-from harness.backbones.base import Backbone, HookUnavailable, LlmPrune, require_hook
-from harness.registry import Registry
+from harness.backbones.base import Backbone
+from harness.core.records import LlmPrune
+from harness.methods.hooks import HookUnavailable, require_hook
+from harness.core.registry import Registry
 
 BACKBONES: Registry = Registry("backbone")
 BACKBONES.register("tiny", "harness.backbones.tiny:load_tiny")

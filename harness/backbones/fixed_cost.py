@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harness.records import Frames, Generation, GenerationConfig, Prompt
-from harness.samples import LETTERS
+from harness.core.records import Frames, Generation, GenerationConfig, Prompt
+from harness.data.samples import LETTERS
 
 
 @dataclass

@@ -20,8 +20,8 @@ from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
 
 from harness.backbones import tiny
 from harness.backbones.hf_common import check_checkpoint, load_pretrained
-from harness.paths import cache_dir
-from harness.records import Frames
+from harness.core.paths import cache_dir
+from harness.core.records import Frames
 
 LLAVA_OV_HUB_ID = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
 LLAVA_VIDEO_HUB_ID = "llava-hf/LLaVA-Video-7B-Qwen2-hf"

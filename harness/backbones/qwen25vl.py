@@ -28,7 +28,8 @@ from transformers import (
 )
 from transformers.video_utils import VideoMetadata
 
-from harness.backbones.base import HookUnavailable, LlmPrune
+from harness.core.records import LlmPrune
+from harness.methods.hooks import HookUnavailable
 from harness.backbones.hf_common import (
     chat_ids,
     check_checkpoint,
@@ -43,8 +44,8 @@ from harness.backbones.hf_common import (
     stop_ids,
     train_bpe_tokenizer,
 )
-from harness.paths import cache_dir
-from harness.records import Frames, Generation, GenerationConfig, Prompt
+from harness.core.paths import cache_dir
+from harness.core.records import Frames, Generation, GenerationConfig, Prompt
 
 HUB_ID = "Qwen/Qwen2.5-VL-7B-Instruct"
 

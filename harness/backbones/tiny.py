@@ -27,7 +27,8 @@ from transformers import (
 
 from transformers.cache_utils import DynamicCache
 
-from harness.backbones.base import HookUnavailable, LlmPrune
+from harness.core.records import LlmPrune
+from harness.methods.hooks import HookUnavailable
 from harness.backbones.hf_common import (
     chat_ids,
     chatml_template,
@@ -42,8 +43,8 @@ from harness.backbones.hf_common import (
     stop_ids,
     train_bpe_tokenizer,
 )
-from harness.paths import cache_dir
-from harness.records import Frames, Generation, GenerationConfig, Prompt
+from harness.core.paths import cache_dir
+from harness.core.records import Frames, Generation, GenerationConfig, Prompt
 
 IMAGE_SIZE = 64
 PATCH_SIZE = 8  # 8×8 patch grid, pooled 2× for video like the 7B's 27×27 → 14×14

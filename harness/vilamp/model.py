@@ -47,10 +47,10 @@ from transformers.initialization import no_init_weights
 
 from harness.backbones.hf_common import resolve_dtype, save_atomically
 from harness.backbones.tiny import IM_END, TinyBackbone, _train_tokenizer, ensure_checkpoint
-from harness.config import ConfigError
-from harness.encoders import CLIPEncoder, build_tiny_clip, channels_first, clip_b32_dir
-from harness.paths import cache_dir
-from harness.records import Frames, Prompt
+from harness.core.config import ConfigError
+from harness.methods.encoders import CLIPEncoder, build_tiny_clip, channels_first, clip_b32_dir
+from harness.core.paths import cache_dir
+from harness.core.records import Frames, Prompt
 
 HF_REPO = "orange-sk/ViLAMP-llava-qwen_sig"  # the README's install link since 2025-09-10
 # google/siglip-so400m-patch14-384 (config.json of that repo); ViLAMP's `mm_vision_tower`.

@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
-from harness.config import ConfigError
-from harness.records import Frames
-from harness.reduction import Hook, ReductionContext
+from harness.core.config import ConfigError
+from harness.core.records import Frames
+from harness.methods.reduction import Hook, ReductionContext
 from harness.vilamp.assembly import assemble
 from harness.vilamp.dfm import ALPHA_DEFAULT, LAMBDA_DEFAULT, CosineScorer, PatchScorer, merge, reference_positions
-from harness.vilamp.streaming import CHUNK, FrameSource, chunks
+from harness.video.streaming import CHUNK, FrameSource, chunks
 
 
 @dataclass(frozen=True)

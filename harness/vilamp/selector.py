@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from baselines.uniform import fps_indices
-from harness.config import ConfigError
-from harness.encoders import ENCODERS, load_encoder
-from harness.records import Frames, FrameSelection, Sample, VideoMeta
+from harness.core.config import ConfigError
+from harness.methods.encoders import ENCODERS, load_encoder
+from harness.core.records import Frames, FrameSelection, Sample, VideoMeta
 from harness.vilamp.dks import K_DEFAULT, TAU_DEFAULT, dks, relevance
-from harness.vilamp.streaming import CHUNK, FrameSource, chunks, metadata_frames
+from harness.video.streaming import CHUNK, FrameSource, chunks, metadata_frames
 
 BACKBONE_ENCODER = "backbone"  # use the backbone's own selector encoder (ViLAMP's CLIP inside its checkpoint)
 
@@ -84,4 +84,4 @@ class StreamingDKS(DKSSelector):
 
     name: str = "dks-stream"
     streaming: ClassVar[bool] = True
-    decode_in_model: ClassVar[bool] = True  # harness.pipeline.decodes_in_model: no CPU decode worker
+    decode_in_model: ClassVar[bool] = True  # harness.model.pipeline.decodes_in_model: no CPU decode worker

@@ -1,0 +1,218 @@
+"""Typed records passed between pipeline stages, and nothing else.
+
+task → Sample → VideoMeta → FrameSelection → Frames → EncodedVideo → VisualSequence → Generation → Prediction
+→ SampleResult
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:  # records hold tensors; torch is imported by the stages that make them
+    import torch
+
+LETTERS = string.ascii_uppercase  # option letters: option i is LETTERS[i]
+
+Status = Literal["ok", "unparsed", "missing", "decode_error", "model_error", "oom", "timeout", "retries_exhausted"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One multiple-choice question about one video, in the canonical form every loader produces."""
+
+    id: str
+    task: str
+    video: str  # absolute path of the video file
+    question: str
+    options: tuple[str, ...]  # option texts without their "A. " prefix
+    answer: int | None  # 0-based index of the gold option; None when the split has no labels
+    video_id: str = ""  # groups questions about the same video (clustered statistics)
+    duration_s: float | None = None
+    breakdown: dict[str, str] = field(default_factory=dict)  # e.g. {"duration": "long", "task_type": "count"}
+    evidence_spans_s: tuple[tuple[float, float], ...] = ()  # [start, end) seconds of each needle, when known
+    meta: dict[str, Any] = field(default_factory=dict)  # original row fields worth keeping
+
+
+@dataclass(frozen=True)
+class VideoMeta:
+    path: str
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps if self.fps > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class FrameSelection:
+    """Which decoded frames reach the model. `indices` are frame numbers of the video, sorted."""
+
+    method: str
+    indices: tuple[int, ...]
+    keyframes: tuple[int, ...] = ()  # subset of `indices` kept whole (keyframe methods); empty = all whole
+    scores: tuple[float, ...] = ()  # per-index relevance, when the method computes one
+
+
+@dataclass(frozen=True, eq=False)
+class Frames:
+    """Decoded RGB frames: pixels [T, H, W, 3] uint8 with their frame numbers and timestamps."""
+
+    indices: tuple[int, ...]
+    timestamps_s: tuple[float, ...]
+    pixels: np.ndarray
+    backend: str = "decord"
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedVideo:
+    """What `Backbone.encode_frames` returns: per-row visual tokens in the LLM's input space.
+
+    A row is one frame, or one temporal group of `frames_per_row` consecutive frames (Qwen2.5-VL patches 2 frames
+    at a time; an odd tail group is padded with its last frame). `grid` is (rows, height, width) in LLM tokens for
+    backbones that place each token by its grid position (M-RoPE); None for sequential placement.
+    """
+
+    tokens: torch.Tensor  # [T, M, C]
+    timestamps_s: tuple[float, ...]  # of the frames encoded (len = frames, not rows)
+    frames_per_row: int = 1
+    grid: tuple[int, int, int] | None = None
+
+    @property
+    def flat(self) -> torch.Tensor:
+        """[T·M, C]: flat row t·M + m is token m of row t."""
+        return self.tokens.reshape(-1, self.tokens.shape[-1])
+
+
+@dataclass(frozen=True)
+class LlmPrune:
+    """In-LLM visual token pruning (FastV): rank the visual tokens by the attention the last prompt token pays
+    them at layer `layer` - 1 (mean over heads), and from layer `layer` on keep only the top
+    ceil(keep_ratio · N_visual). Kept tokens keep their original positions."""
+
+    layer: int
+    keep_ratio: float
+
+    def __post_init__(self) -> None:
+        if self.layer < 1:
+            raise ValueError(f"LlmPrune.layer must be >= 1 (attention is read at layer K-1), got {self.layer}")
+        if not 0.0 < self.keep_ratio <= 1.0:
+            raise ValueError(f"LlmPrune.keep_ratio must be in (0, 1], got {self.keep_ratio}")
+
+
+@dataclass(frozen=True, eq=False)
+class VisualSequence:
+    """What a token reducer returns and `Backbone.generate` reads: the visual tokens entering the LLM, in order.
+
+    `rows[i]` is the flat row of `source` (t·M + m) whose position token i takes: its own row for a kept token,
+    a representative row for a merged one (DFM: its largest-weight patch). Backbones that place tokens by grid
+    position (M-RoPE) need `rows` and `source`; None means "not rows of an encoding" (sequential placement only).
+    `llm_prune` asks the backbone to prune visual tokens inside the LLM (FastV).
+    """
+
+    tokens: torch.Tensor  # [L, C]
+    rows: torch.Tensor | None = None  # [L] long
+    source: EncodedVideo | None = None
+    llm_prune: LlmPrune | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens.ndim != 2:
+            raise ValueError(f"VisualSequence.tokens must be [L, C], got {list(self.tokens.shape)}")
+        if self.rows is not None and len(self.rows) != self.tokens.shape[0]:
+            raise ValueError(f"VisualSequence: {len(self.rows)} rows for {self.tokens.shape[0]} tokens")
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @classmethod
+    def whole(cls, encoded: EncodedVideo, llm_prune: LlmPrune | None = None) -> VisualSequence:
+        """Every encoded token, in order (no reduction before the LLM)."""
+        import torch
+
+        flat = encoded.flat
+        return cls(flat, torch.arange(flat.shape[0]), encoded, llm_prune)
+
+    @classmethod
+    def select(cls, encoded: EncodedVideo, rows: torch.Tensor) -> VisualSequence:
+        """The encoded tokens at flat `rows`, in that order (a reducer that keeps a subset)."""
+        import torch
+
+        rows = torch.as_tensor(rows, dtype=torch.long).flatten()
+        return cls(encoded.flat[rows.to(encoded.tokens.device)], rows.cpu(), encoded)
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = 16
+    do_sample: bool = False  # greedy: deterministic across workers
+    # When set, the answer is the one of these strings whose first token the model scores highest right after
+    # the prompt (one constrained greedy step): how a model that cannot follow the answer format still answers.
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered prompt. The backbone puts the video where `video_position` says (before the text)."""
+
+    system: str
+    user: str
+    assistant_prefix: str = ""  # pre-filled assistant turn, e.g. MLVU's "Best Option: ("
+    profile: str = "default"
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    visual_tokens: int  # visual tokens entering the LLM
+    text_tokens: int  # prompt tokens that are not visual
+    generated_tokens: int
+    timings_s: dict[str, float] = field(default_factory=dict)  # vision / reduce / prefill / generate
+    visual_tokens_after_llm_prune: int | None = None  # in-LLM pruning (FastV): visual tokens from layer K on
+
+
+@dataclass(frozen=True)
+class Prediction:
+    raw: str
+    answer: int | None  # 0-based option index, None when nothing could be parsed
+    extractor: str
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """One journal line: everything known about one sample after it ran (or failed)."""
+
+    id: str
+    task: str
+    model: str
+    status: Status
+    gold: int | None
+    pred: int | None = None
+    correct: bool = False
+    raw_output: str = ""
+    error: str = ""
+    video_id: str = ""
+    breakdown: dict[str, str] = field(default_factory=dict)
+    n_frames_decoded: int = 0
+    frame_indices: tuple[int, ...] = ()
+    keyframes: tuple[int, ...] = ()
+    n_frames: int = 0  # frames that reach the model in any form (ViLAMP: all N, non-keyframes as one token)
+    n_keyframes: int = 0  # of those, frames kept whole (every frame, for methods without keyframes)
+    visual_tokens: int = 0
+    visual_tokens_after_llm_prune: int | None = None  # None: no in-LLM pruning
+    text_tokens: int = 0
+    generated_tokens: int = 0
+    needle_retained: bool | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    worker: str = ""
+    attempts: int = 1
+    prompt_profile: str = ""  # the task prompt profile the answer was produced with

@@ -1,0 +1,166 @@
+"""Image–text encoders for query-aware frame selection (ViLAMP's DKS, top-k, AKS, BOLT...).
+
+An `ImageTextEncoder` embeds frames and a query into one space; selectors compare them by cosine.
+`tiny-clip` is a real transformers `CLIPModel` with tiny random weights (built once, seeded, saved with
+`save_pretrained` and loaded back with `from_pretrained`, like the tiny backbone); `clip-vit-b32` is OpenAI's
+CLIP ViT-B/32, the encoder ViLAMP's official selector uses (notes/vilamp.md §1.2), loaded from disk only.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from tokenizers.processors import TemplateProcessing
+from transformers import AutoImageProcessor, AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
+
+from harness.backbones.hf_common import resolve_dtype, save_atomically
+from harness.backbones.tiny import ENDOFTEXT, IM_START, _train_tokenizer, ensure_checkpoint
+from harness.core.config import ConfigError
+from harness.core.paths import cache_dir
+from harness.core.records import Frames
+from harness.core.registry import Registry
+
+CHUNK = 64  # frames per encoder forward: bounds activation memory on 10K-frame videos
+
+
+class ImageTextEncoder(Protocol):
+    name: str
+    dim: int
+
+    def embed_images(self, frames: Frames) -> torch.Tensor:
+        """Projected image embeddings [N, D] (not normalised), computed in chunks of frames."""
+        ...
+
+    def embed_text(self, text: str) -> torch.Tensor:
+        """Projected text embedding [D] (not normalised), truncated to the text tower's length."""
+        ...
+
+
+class CLIPEncoder:
+    """The ImageTextEncoder protocol over a transformers `CLIPModel` + its image processor and tokenizer."""
+
+    def __init__(self, name: str, model: CLIPModel, image_processor: CLIPImageProcessor, tokenizer,
+                 chunk: int = CHUNK) -> None:
+        self.name = name
+        self.model = model.eval()
+        self.image_processor = image_processor
+        self.tokenizer = tokenizer
+        self.chunk = chunk
+        self.dim: int = model.config.projection_dim
+        self.max_text_tokens: int = model.config.text_config.max_position_embeddings  # CLIP: 77
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def embed_images(self, frames: Frames) -> torch.Tensor:
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(frames), self.chunk):
+                batch = self.image_processor(images=channels_first(frames.pixels[start : start + self.chunk]),
+                                             return_tensors="pt")
+                values = batch["pixel_values"].to(self.device, self.model.dtype)
+                out.append(self.model.get_image_features(pixel_values=values).pooler_output.float())
+        if not out:
+            return torch.zeros(0, self.dim)
+        return torch.cat(out).cpu()
+
+    def embed_text(self, text: str) -> torch.Tensor:
+        with torch.inference_mode():
+            batch = self.tokenizer([text], truncation=True, max_length=self.max_text_tokens, return_tensors="pt")
+            ids = batch["input_ids"].to(self.device)
+            mask = batch["attention_mask"].to(self.device)
+            return self.model.get_text_features(input_ids=ids, attention_mask=mask).pooler_output[0].float().cpu()
+
+
+def channels_first(pixels: np.ndarray) -> torch.Tensor:
+    """[T, H, W, 3] uint8 → [T, 3, H, W]: one batched tensor, which transformers' image processors transform
+    several times faster than a list of arrays."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2)
+
+
+# ---------------------------------------------------------------- tiny-clip
+
+TINY_CLIP_FORMAT = 1  # bump when the config or tokenizer below changes, so a stale cache is not reused
+TINY_CLIP_IMAGE = 32
+
+
+def build_tiny_clip(seed: int = 0) -> tuple[CLIPModel, CLIPImageProcessor, object]:
+    """A seeded tiny CLIP: 32 px images, 4×4 patches, 2-layer towers, 32-d joint space."""
+    # The tiny backbone's BPE, framed like CLIP's "<|startoftext|> text <|endoftext|>"; the text tower pools at
+    # the EOS position (an EOS id of 2 would select transformers' legacy argmax pooling, hence <|endoftext|>).
+    tokenizer = _train_tokenizer()
+    bos, eos = tokenizer.convert_tokens_to_ids(IM_START), tokenizer.convert_tokens_to_ids(ENDOFTEXT)
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{IM_START} $A {ENDOFTEXT}", special_tokens=[(IM_START, bos), (ENDOFTEXT, eos)])
+    tokenizer.bos_token, tokenizer.eos_token = IM_START, ENDOFTEXT
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=bos, eos_token_id=eos,
+                         pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(image_size=TINY_CLIP_IMAGE, patch_size=8, hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=2, num_attention_heads=2),
+        projection_dim=32,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIPModel(config)
+    processor = CLIPImageProcessor(size={"shortest_edge": TINY_CLIP_IMAGE},
+                                   crop_size={"height": TINY_CLIP_IMAGE, "width": TINY_CLIP_IMAGE})
+    return model.eval(), processor, tokenizer
+
+
+def build_tiny_clip_checkpoint(directory: Path, seed: int = 0) -> Path:
+    def write(staging: Path) -> None:
+        model, processor, tokenizer = build_tiny_clip(seed)
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+
+    return save_atomically(directory, write)
+
+
+def load_clip_dir(name: str, directory: Path, dtype: str = "float32", device: str = "cpu") -> CLIPEncoder:
+    model = CLIPModel.from_pretrained(directory, dtype=resolve_dtype(dtype)).to(device)
+    return CLIPEncoder(name, model, AutoImageProcessor.from_pretrained(directory),
+                       AutoTokenizer.from_pretrained(directory))
+
+
+def load_tiny_clip(*, seed: int = 0, device: str = "cpu") -> CLIPEncoder:
+    directory = cache_dir() / "models" / f"tiny-clip-v{TINY_CLIP_FORMAT}-seed{seed}"
+    return load_clip_dir("tiny-clip", ensure_checkpoint(directory, seed, build=build_tiny_clip_checkpoint),
+                         device=device)
+
+
+# ---------------------------------------------------------------- clip-vit-b32
+
+CLIP_B32_ID = "openai/clip-vit-base-patch32"
+
+
+def clip_b32_dir(path: str | None = None) -> Path:
+    """Where the OpenAI CLIP ViT-B/32 weights are expected: `path`, $HARNESS_CLIP_B32 or the harness cache."""
+    return Path(path or os.environ.get("HARNESS_CLIP_B32") or cache_dir() / "models" / "clip-vit-base-patch32")
+
+
+def load_clip_b32(*, path: str | None = None, dtype: str = "float32", device: str = "cpu") -> CLIPEncoder:
+    directory = clip_b32_dir(path)
+    if not (directory / "config.json").is_file():
+        # Offline by design: no hub download at run time.
+        raise ConfigError(f"clip-vit-b32: no checkpoint at {directory}; download {CLIP_B32_ID} there "
+                          f"(huggingface-cli download {CLIP_B32_ID} --local-dir {directory}) or set HARNESS_CLIP_B32")
+    return load_clip_dir("clip-vit-b32", directory, dtype, device)
+
+
+ENCODERS: Registry = Registry("image-text encoder")
+ENCODERS.register("tiny-clip", load_tiny_clip)
+ENCODERS.register("clip-vit-b32", load_clip_b32)
+
+
+@lru_cache(maxsize=4)  # one encoder per worker process, shared by every sample and every selector
+def load_encoder(name: str) -> ImageTextEncoder:
+    return ENCODERS.get(name)()

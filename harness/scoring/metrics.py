@@ -1,0 +1,80 @@
+"""Aggregate per-sample results into accuracy (0–100), breakdowns and failure counts."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+from harness.core.records import SampleResult
+
+
+def clustered_stderr(values: Sequence[float], clusters: Sequence[str]) -> float:
+    """Standard error of the mean with questions on the same video treated as one cluster."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = sum(values) / n
+    sums: dict[str, float] = defaultdict(float)
+    for value, cluster in zip(values, clusters, strict=True):
+        sums[cluster] += value - mean
+    k = len(sums)
+    if k < 2:
+        return 0.0
+    return math.sqrt(sum(s * s for s in sums.values()) * k / (k - 1)) / n
+
+
+def accuracy(results: Sequence[SampleResult]) -> float:
+    return 100.0 * sum(r.correct for r in results) / len(results) if results else 0.0
+
+
+def summarize(results: Sequence[SampleResult], breakdown_keys: Sequence[str], cluster_key: str = "video_id"
+              ) -> dict[str, object]:
+    """Every figure a run reports about answers; labelled samples only count towards accuracy."""
+    scored = [r for r in results if r.gold is not None]
+    answered = [r for r in scored if r.status in ("ok", "unparsed")]
+    statuses = Counter(r.status for r in results)
+    breakdowns: dict[str, dict[str, dict[str, float]]] = {}
+    for key in breakdown_keys:
+        groups: dict[str, list[SampleResult]] = defaultdict(list)
+        for r in scored:
+            groups[r.breakdown.get(key, "?")].append(r)
+        breakdowns[key] = {
+            value: {"accuracy": accuracy(group), "n": len(group)} for value, group in sorted(groups.items())
+        }
+    with_video = [r for r in scored if r.status != "missing"]
+    return {
+        "n": len(results),
+        "n_scored": len(scored),
+        # NaN, not 0, when no sample has a gold answer (e.g. EgoSchema's full set): no score is invented
+        "accuracy": accuracy(scored) if scored else float("nan"),
+        "n_with_video": len(with_video),  # scored samples whose video file exists
+        "accuracy_with_video": accuracy(with_video) if with_video else float("nan"),
+        "accuracy_stderr": 100.0 * clustered_stderr([float(r.correct) for r in scored],
+                                                      [getattr(r, cluster_key) for r in scored]),
+        "accuracy_answered": accuracy(answered),  # excluding decode / model failures
+        "parse_failure_rate": statuses.get("unparsed", 0) / len(results) if results else 0.0,
+        "failure_rate": sum(v for k, v in statuses.items() if k not in ("ok", "unparsed")) / len(results)
+        if results else 0.0,
+        "status_counts": dict(sorted(statuses.items())),
+        "breakdowns": breakdowns,
+    }
+
+
+def macro_average(breakdown: dict[str, dict[str, float]]) -> float:
+    """Unweighted mean of per-group accuracies (MLVU's M-Avg over task types), over the groups present."""
+    values = [group["accuracy"] for group in breakdown.values()]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def task_metrics(metrics: dict[str, object], name: str, macro_over: str | None) -> dict[str, object]:
+    """Metric-specific headline figures, added to `summarize`'s dict under new keys."""
+    if name != "mavg" or macro_over is None:
+        return {}
+    groups = metrics["breakdowns"][macro_over]  # type: ignore[index]
+    return {"mavg": macro_average(groups), "mavg_over": macro_over, "mavg_groups": len(groups)}
+
+
+def submission(results: Sequence[SampleResult], key: str) -> dict[str, int]:
+    """{id or video_id: predicted 0-based index}, -1 where nothing was parsed (EgoSchema's server format)."""
+    return {getattr(r, key): (-1 if r.pred is None else r.pred) for r in sorted(results, key=lambda r: r.id)}

@@ -1,0 +1,33 @@
+"""Small versions of `make bench`: P1 on a 4-second video, and the ViLAMP scale benchmark at 40 and 80 frames."""
+
+import json
+import shutil
+
+from harness.bench.speed import best_times, bench_p1
+from harness.bench.vilamp_scale import main as bench_vilamp
+
+
+def test_best_times_takes_each_contenders_fastest_run_in_turns():
+    calls = []
+    best, outputs = best_times({"a": lambda: calls.append("a") or 1, "b": lambda: calls.append("b") or 2}, 3)
+    assert calls == ["a", "b"] * 3 and outputs == {"a": 1, "b": 2} and set(best) == {"a", "b"}
+
+
+def test_p1_reads_the_same_frames_as_opencv_and_ffmpeg():
+    p1 = bench_p1(seconds=4, repeats=1)
+    assert p1["video_frames"] == 120 and p1["frames_sampled"] == 4 and p1["opencv_frames"] == 4
+    assert p1["harness_s"] > 0 and p1["ratio_vs_opencv"] > 0
+    if shutil.which("ffmpeg"):  # `make bench` installs it; a machine without it gets the reason instead
+        assert p1["ffmpeg_frames"] == 4 and p1["ffmpeg_mean_abs_diff"] == 0.0
+    else:
+        assert p1["ffmpeg"].startswith("unavailable")
+
+
+def test_vilamp_scale_small(tmp_path):
+    out = tmp_path / "vilamp_scale.json"
+    assert bench_vilamp(["--sizes", "40", "80", "--models", "vilamp-tf", "--threads", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    (small, large) = report["runs"]
+    assert (small["n_frames"], large["n_frames"]) == (40, 80)
+    assert large["visual_tokens"] - small["visual_tokens"] == 40  # one merged token per extra non-keyframe
+    assert report["ratio_80_vs_40"]["vilamp-tf"]["peak_rss_ratio"] > 0

@@ -1,0 +1,81 @@
+"""Run summaries on hand-made results: cost figures, breakdown cost, protocol versions, markdown."""
+
+import copy
+import dataclasses
+
+import pytest
+
+from harness.evaluate import EvalRequest, run_config
+from harness.results.summary import breakdown_cost, build_summary, cost, numeric_means, protocol, render_markdown, ttft_s
+from harness.core.records import SampleResult
+
+TIMINGS = {"video_decode": 0.5, "select": 0.1, "vision": 0.2, "reduce": 0.05, "llm_prefill": 0.15,
+           "llm_decode": 1.0}
+
+
+def result(i: int, status: str = "ok", **fields) -> SampleResult:
+    base = dict(id=f"s{i}", task="needle", model="m", status=status, gold=0, pred=0, correct=True,
+                n_frames_decoded=8, frame_indices=tuple(range(4)), visual_tokens=100, text_tokens=30,
+                generated_tokens=10, peak_rss_mb=100.0 + i, needle_retained=i % 2 == 0,
+                timings_s={**TIMINGS, "total": 2.0 + i}, breakdown={"length_bucket": "32" if i < 2 else "128"})
+    return SampleResult(**{**base, **fields})
+
+
+def test_cost_figures():
+    results = [result(i) for i in range(4)] + [result(4, status="decode_error", timings_s={"total": 0.1},
+                                                      n_frames_decoded=0, frame_indices=())]
+    c = cost(results, wall_s=10.0)
+    assert ttft_s(results[0]) == pytest.approx(1.0)  # every stage before the first token, not decode
+    assert c["ttft_mean_s"] == pytest.approx(1.0) and c["ttft_p95_s"] == pytest.approx(1.0)
+    assert c["samples_per_s"] == pytest.approx(0.5) and c["frames_per_s"] == pytest.approx(3.2)
+    assert c["frames_used_per_s"] == pytest.approx(1.6)
+    assert c["latency_p50_s"] == pytest.approx(3.0) and c["latency_max_s"] == pytest.approx(5.0)
+    assert c["decode_tokens_per_s"] == pytest.approx(10.0)  # 40 generated tokens over 4 s of decoding
+    assert (c["text_tokens_mean"], c["generated_tokens_mean"], c["visual_tokens_mean"]) == (30, 10, 100)
+    assert c["peak_memory_mb"] == 104 and c["peak_memory_mean_mb"] == pytest.approx(102.0)
+    assert c["needle_retention"] == pytest.approx(0.5)
+
+
+def test_throughput_of_a_resumed_run_counts_only_the_samples_run_in_its_wall_time():
+    results = [result(i) for i in range(4)]
+    c = cost(results, wall_s=10.0, timed=results[3:])  # 3 samples came from the journal of an earlier session
+    assert c["samples_per_s"] == pytest.approx(0.1) and c["frames_per_s"] == pytest.approx(0.8)
+    assert c["frames_used_per_s"] == pytest.approx(0.4)
+    assert c["latency_p50_s"] == pytest.approx(3.5)  # per-sample figures still cover every result
+
+
+def test_new_numeric_fields_are_summarised_generically():
+    extended = dataclasses.make_dataclass("Extended", [("x_new_count", int, 0)], bases=(SampleResult,), frozen=True)
+    results = [extended(**dataclasses.asdict(result(i)), x_new_count=i) for i in range(3)]
+    means = numeric_means(results)
+    assert means["x_new_count_mean"] == 1.0
+    assert "visual_tokens_mean" not in means and "gold_mean" not in means  # covered by `cost` / not a cost
+    assert "x_new_count_mean" not in numeric_means([result(0)])
+
+
+def test_breakdown_cost_per_value():
+    by = breakdown_cost([result(i) for i in range(4)], ["length_bucket"])["length_bucket"]
+    assert set(by) == {"32", "128"}
+    assert by["32"]["n"] == 2 and by["32"]["needle_retention"] == 0.5
+    assert by["128"]["latency_mean_s"] == pytest.approx(4.5) and by["128"]["peak_memory_mean_mb"] == 102.5
+
+
+def test_protocol_versions_follow_the_prompt_text():
+    config = run_config(EvalRequest(task="needle", model="tiny-uniform"))
+    first = protocol(config)
+    assert first["sampler"]["args"] == {"n": 16} and first["sampler"]["code_sha"]
+    assert first["extractor"]["code_sha"] and first["backbone"]["name"] == "tiny"
+    changed = copy.deepcopy(config)
+    changed["task_spec"]["prompts"][config["prompt_profile"]]["user"] += " Think."
+    assert protocol(changed)["prompt"]["sha"] != first["prompt"]["sha"]
+    assert protocol(changed)["extractor"] == first["extractor"]
+
+
+def test_markdown_has_cost_columns_and_breakdowns():
+    config = {"task": "needle", "model": "m", "task_version": 1, "prompt_profile": "p", "extractor": "mcq_letter",
+              "task_spec": {"prompts": {"p": {"user": "q"}}}, "model_spec": {}}
+    summary = build_summary([result(i) for i in range(4)], ["length_bucket"], 10.0, config)
+    text = render_markdown(summary)
+    assert "ttft_mean_s" in text and "latency_mean_s" in text and "## accuracy by length_bucket" in text
+    assert "| 32 | 100.0 | 2 | 0.5 |" in text
+    assert "mean seconds per stage: llm_decode 1.000" in text
