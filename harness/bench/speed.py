@@ -30,7 +30,7 @@ import numpy as np
 from harness.run.journal import Journal
 from harness.data.needle import NeedleConfig, ensure_needle_dataset
 from harness.core.paths import REPO_ROOT, cache_dir
-from harness.model.pipeline import Decoded, Pipeline
+from harness.run.pipeline import Decoded, Pipeline
 from harness.results.summary import build_summary, markdown_table, provenance
 from harness.run.runner import RunnerConfig, RunStats, run_samples
 from harness.data.samples import load_samples

@@ -18,7 +18,7 @@ from lmms_eval.models.registry_v2 import ModelManifest
 
 from harness.core.config import ConfigError
 from harness.core.measure import StageTimer
-from harness.model.pipeline import Pipeline
+from harness.run.pipeline import Pipeline
 from harness.core.records import GenerationConfig, Prompt, Sample, SampleResult
 from harness.model.specs import MODELS
 from harness.data.tasks import get_task

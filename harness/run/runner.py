@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.core.measure import PeakMemory, StageTimer
-from harness.model.pipeline import Decoded, Pipeline, decodes_in_model, failure
+from harness.run.pipeline import Decoded, Pipeline, decodes_in_model, failure
 from harness.core.records import Sample, SampleResult
 from harness.model.specs import ModelSpec
 from harness.data.tasks import TaskSpec

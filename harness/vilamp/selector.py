@@ -84,4 +84,4 @@ class StreamingDKS(DKSSelector):
 
     name: str = "dks-stream"
     streaming: ClassVar[bool] = True
-    decode_in_model: ClassVar[bool] = True  # harness.model.pipeline.decodes_in_model: no CPU decode worker
+    decode_in_model: ClassVar[bool] = True  # harness.run.pipeline.decodes_in_model: no CPU decode worker

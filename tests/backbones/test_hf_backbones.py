@@ -15,7 +15,7 @@ from harness.backbones import BACKBONES, HookUnavailable, LlmPrune
 from harness.backbones import hf_common
 from harness.cli import main
 from harness.evaluate import EvalRequest, evaluate
-from harness.model.pipeline import Pipeline
+from harness.run.pipeline import Pipeline
 from harness.core.records import Frames, FrameSelection, GenerationConfig, Prompt, Sample
 from harness.methods.reduction import ReductionContext
 from harness.run.runner import RunnerConfig

@@ -13,7 +13,7 @@ import benchdata
 from harness.data.adapters import ADAPTERS
 from harness.core.config import ConfigError
 from harness.evaluate import EvalRequest, evaluate
-from harness.model.pipeline import Pipeline
+from harness.run.pipeline import Pipeline
 from harness.scoring.prompts import render
 from harness.core.records import SampleResult
 from harness.run.runner import RunnerConfig

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from harness.cli import cmd_models
-from harness.model.pipeline import Pipeline
+from harness.run.pipeline import Pipeline
 from harness.core.records import Sample
 from harness.model.specs import MODELS, Component
 from harness.data.tasks import get_task

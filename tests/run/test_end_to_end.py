@@ -10,7 +10,7 @@ import pytest
 
 from harness.cli import main
 from harness.evaluate import EvalRequest, evaluate
-from harness.model.pipeline import Pipeline
+from harness.run.pipeline import Pipeline
 from harness.core.records import Sample
 from harness.run.runner import RunnerConfig
 from harness.model.specs import MODELS
