@@ -62,8 +62,8 @@ lmms-parity: $(STAMP) $(LMMS_STAMP)
 
 VLLM_SMOKE := $(or $(HARNESS_CACHE),$(HOME)/.cache/vilamp-harness)/vllm-smoke
 vllm-smoke: $(STAMP) $(VLLM_STAMP)
-	$(PY) -m harness.backbones.vllm prepare $(VLLM_SMOKE)
-	$(VLLM_VENV)/bin/python -m harness.backbones.vllm run $(VLLM_SMOKE)
+	$(PY) -m harness.bench.vllm_smoke prepare $(VLLM_SMOKE)
+	$(VLLM_VENV)/bin/python -m harness.bench.vllm_smoke run $(VLLM_SMOKE)
 
 test: $(STAMP) $(LMMS_STAMP)
 	$(PY) -m pytest -q

@@ -16,6 +16,7 @@ Hook: an image–text encoder (harness.methods.encoders) — none on the backbon
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class AKS(KeyframeSelector):
     t1: float = 0.8
     t2: float = -100.0
     depth: int = 5
-    name: str = "aks"
+    name: ClassVar[str] = "aks"
 
     def __post_init__(self) -> None:
         if self.max_frames < 1 or self.depth < 0:

@@ -13,6 +13,7 @@ Hook: an image–text encoder (harness.methods.encoders) — none on the backbon
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def inverse_cdf_indices(scores: np.ndarray, n: int, power: float) -> list[int]:
 class BOLT(KeyframeSelector):
     n: int = 32
     power: float = 3.0
-    name: str = "bolt"
+    name: ClassVar[str] = "bolt"
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.power <= 0:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
+from harness.core.records import EncodedVideo, VisualSequence
 from harness.methods.reduction import ReductionContext
 
 REFERENCE = {1: 0, 2: 0, 3: 2}  # frame in a window of 4 → the frame it is compared with (frame 0 is kept whole)
@@ -41,13 +43,15 @@ def ttm_keep(tokens: torch.Tensor, prune_ratio: float) -> list[torch.Tensor]:
 @dataclass(frozen=True)
 class DyCoke:
     prune_ratio: float = 0.7  # K
-    name: str = "dycoke"
-    hook: str = "visual"
+    name: ClassVar[str] = "dycoke"
+    requires: ClassVar[frozenset[str]] = frozenset()
+    emits_rows: ClassVar[bool] = True  # it drops tokens; the survivors are encoded rows
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prune_ratio < 1.0:
             raise ValueError(f"dycoke: prune_ratio must be in [0, 1), got {self.prune_ratio}")
 
-    def reduce(self, tokens: torch.Tensor, ctx: ReductionContext) -> torch.Tensor:
-        kept = ttm_keep(tokens, self.prune_ratio)
-        return torch.cat([tokens[f, rows] for f, rows in enumerate(kept)])
+    def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
+        per_row = encoded.tokens.shape[1]
+        kept = ttm_keep(encoded.tokens, self.prune_ratio)
+        return VisualSequence.select(encoded, torch.cat([f * per_row + rows for f, rows in enumerate(kept)]))

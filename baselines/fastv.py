@@ -5,17 +5,16 @@ from layer K on only the top ⌈(1 − R)·N⌉ visual tokens remain (dropped fr
 cache, original positions kept). All of the video's frames are ranked jointly, as the video papers apply it.
 Official defaults (README): K = 2, R = 50%. Tokens entering the LLM are unchanged; the per-sample field
 `visual_tokens_after_llm_prune` records what remains from layer K on.
-Hook: "llm_prune" on the backbone (attention recomputed for the last query at layer K − 1).
+Hook: "llm_prune" on the backbone (attention recomputed for the last query at layer K − 1); the request travels
+in `VisualSequence.llm_prune`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-import torch
-
-from harness.core.records import LlmPrune
-from harness.methods.hooks import require_hook
+from harness.core.records import EncodedVideo, LlmPrune, VisualSequence
 from harness.methods.reduction import ReductionContext
 
 
@@ -23,17 +22,13 @@ from harness.methods.reduction import ReductionContext
 class FastV:
     layer: int = 2  # K
     ratio: float = 0.5  # R, the fraction of visual tokens pruned from layer K on
-    name: str = "fastv"
-    hook: str = "llm_prune"
+    name: ClassVar[str] = "fastv"
+    requires: ClassVar[frozenset[str]] = frozenset({"llm_prune"})
+    emits_rows: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         LlmPrune(layer=self.layer, keep_ratio=1.0 - self.ratio)  # raises on a bad K or R
 
-    @property
-    def llm_prune(self) -> LlmPrune:
-        """What the pipeline hands `backbone.generate(..., llm_prune=...)`."""
-        return LlmPrune(layer=self.layer, keep_ratio=1.0 - self.ratio)
-
-    def reduce(self, tokens: torch.Tensor, ctx: ReductionContext) -> torch.Tensor:
-        require_hook(ctx.backbone, "llm_prune", "FastV")
-        return tokens.reshape(-1, tokens.shape[-1])
+    def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
+        """Every token enters the LLM; the pruning request rides along for `generate`."""
+        return VisualSequence.whole(encoded, LlmPrune(layer=self.layer, keep_ratio=1.0 - self.ratio))

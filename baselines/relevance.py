@@ -8,7 +8,7 @@ the cosine between an image–text encoder's frame and query embeddings (harness
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -56,8 +56,9 @@ class KeyframeSelector:
     query: Query = "question"
     fps: float = POOL_FPS
     max_candidates: int | None = POOL_CAP
-    name: str = "keyframes"
-    hook: str = "image_text_encoder"
+    name: ClassVar[str] = "keyframes"
+    # the image-text encoder is the selector's own (harness.methods.encoders), not a backbone hook
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     def choose(self, scores: np.ndarray) -> list[int]:
         """Positions into the pool, sorted by time."""

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
+from harness.core.records import EncodedVideo, VisualSequence
 from harness.methods.reduction import ReductionContext
 
 
@@ -57,13 +59,14 @@ def merge_to(x: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
 @dataclass(frozen=True)
 class ToMe:
     keep_ratio: float = 0.25
-    name: str = "tome"
-    hook: str = "visual"
+    name: ClassVar[str] = "tome"
+    requires: ClassVar[frozenset[str]] = frozenset()
+    emits_rows: ClassVar[bool] = False  # a merged token is a weighted mean: it stands for no one encoded row
 
     def __post_init__(self) -> None:
         if not 0.0 < self.keep_ratio <= 1.0:
             raise ValueError(f"tome: keep_ratio must be in (0, 1], got {self.keep_ratio}")
 
-    def reduce(self, tokens: torch.Tensor, ctx: ReductionContext) -> torch.Tensor:
-        flat = tokens.reshape(-1, tokens.shape[-1])
-        return merge_to(flat, max(1, math.ceil(self.keep_ratio * len(flat))))[0]
+    def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
+        flat = encoded.flat
+        return VisualSequence(merge_to(flat, max(1, math.ceil(self.keep_ratio * len(flat))))[0])

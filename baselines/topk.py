@@ -10,6 +10,7 @@ Hook: an image–text encoder (harness.methods.encoders) — none on the backbon
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -24,7 +25,7 @@ def top_k(scores: np.ndarray, k: int) -> list[int]:
 @dataclass(frozen=True)
 class TopK(KeyframeSelector):
     k: int = 32
-    name: str = "topk"
+    name: ClassVar[str] = "topk"
 
     def __post_init__(self) -> None:
         if self.k < 1:

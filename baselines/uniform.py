@@ -15,7 +15,7 @@ Two modes:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -65,8 +65,8 @@ class Uniform:
     budget: int | Literal["vilamp"] | None = None  # visual tokens entering the LLM to match
     tokens_per_frame: int | None = None  # the backbone's, for budget mode
     extra_tokens: int = 1  # tokens added once per video (LLaVA-OneVision's trailing image_newline)
-    name: str = "uniform"
-    hook: str = "none"
+    name: ClassVar[str] = "uniform"
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         if self.fps is None and self.budget is None and (self.n is None or self.n < 1):

@@ -14,10 +14,11 @@ Hook: "vision_attention" on the backbone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from harness.methods.hooks import require_hook
+from harness.core.records import EncodedVideo, VisualSequence
 from harness.methods.reduction import ReductionContext
 
 
@@ -55,17 +56,18 @@ def zip_frame(tokens: torch.Tensor, received: torch.Tensor, keys: torch.Tensor, 
 class VisionZip:
     retention: float = 64 / 576
     contextual_share: float = 10 / 64
-    name: str = "visionzip"
-    hook: str = "vision_attention"
+    name: ClassVar[str] = "visionzip"
+    requires: ClassVar[frozenset[str]] = frozenset({"vision_attention"})
+    emits_rows: ClassVar[bool] = False  # a contextual token is a merge: it stands for no one encoded row
 
     def __post_init__(self) -> None:
         if not 0.0 < self.retention <= 1.0 or not 0.0 <= self.contextual_share < 1.0:
             raise ValueError(f"visionzip: retention must be in (0, 1] and contextual_share in [0, 1), "
                              f"got {self.retention}, {self.contextual_share}")
 
-    def reduce(self, tokens: torch.Tensor, ctx: ReductionContext) -> torch.Tensor:
-        require_hook(ctx.backbone, "vision_attention", "VisionZip")
+    def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
+        tokens = encoded.tokens
         received, keys = ctx.backbone.vision_attention(ctx.frames)
         dominant, contextual = split_budget(tokens.shape[1], self.retention, self.contextual_share)
-        return torch.cat([zip_frame(tokens[t], received[t].to(tokens.device), keys[t].to(tokens.device),
-                                    dominant, contextual)[1] for t in range(tokens.shape[0])])
+        return VisualSequence(torch.cat([zip_frame(tokens[t], received[t].to(tokens.device), keys[t].to(tokens.device),
+                                                   dominant, contextual)[1] for t in range(tokens.shape[0])]))

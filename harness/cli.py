@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import signal
 import sys
 from pathlib import Path
 
 from harness.results.compare import CompareError
 from harness.core.config import ConfigError
 from harness.core.registry import UnknownNameError
+from harness.run.interrupt import Interrupted
 
 EXIT_USAGE = 2
 
@@ -115,22 +118,18 @@ def cmd_models() -> int:
 
     for name in MODELS.names():
         spec = MODELS.get(name)
+        if spec.name != name:  # an alias: MODELS.get returns the spec it names
+            print(f"{name:<28} alias of {spec.name}")
+            continue
         print(f"{name:<28} hook: {spec.hooks():<24} {spec.description}  "
               f"[{spec.backbone} × {spec.selector} × {spec.reducer}]")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from harness.data.samples import ensure_data, resolve_root
-    from harness.model.specs import MODELS
-    from harness.data.tasks import get_task
-
-    task = get_task(args.task)  # fail fast on unknown names and absent data, before the heavy imports
-    MODELS.get(args.model)
-    ensure_data(task, resolve_root(task, args.data_root))
-
-    from harness.evaluate import EvalRequest, evaluate
+    from harness.evaluate import EvalRequest, evaluate, resolve
     from harness.results.summary import render_markdown
+    from harness.run.interrupt import stop_on_signals
     from harness.run.runner import RunnerConfig
     request = EvalRequest(
         task=args.task, model=args.model, limit=args.limit, prompt=args.prompt, data_root=args.data_root,
@@ -139,7 +138,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                             ray_address=args.ray_address, decode_workers=args.decode_workers,
                             sample_timeout_s=args.sample_timeout, max_retries=args.max_retries),
     )
-    outcome = evaluate(request)
+    resolved = resolve(request)  # every name, argument, hook and the data checked: before Ray or a run directory
+    with stop_on_signals():  # SIGINT and SIGTERM close the journal; `main` prints how to resume
+        outcome = evaluate(request, resolved)
     print()
     print(render_markdown(outcome.summary))
     print(f"results: {outcome.run_dir}")
@@ -162,7 +163,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stopped(exc: Interrupted, argv: list[str], resuming: bool) -> str:
+    """What a stopped `eval` prints: the signal, and the exact command that finishes the run."""
+    name = signal.Signals(exc.signum).name
+    if exc.run_dir is None:
+        return f"{name}: stopped"
+    command = argv if resuming else [*argv, "--resume", str(exc.run_dir)]
+    return (f"{name}: stopped; finished samples are in {exc.run_dir / 'samples.jsonl'}. Finish the run with\n"
+            f"  {shlex.join([sys.executable, '-m', 'harness', *command])}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     try:
         if args.command == "tasks":
@@ -179,10 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownNameError, ConfigError, CompareError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Interrupted as exc:  # `eval` stopped by SIGINT or SIGTERM, its journal closed
+        print(_stopped(exc, argv, resuming=args.resume is not None), file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted: finished samples are in the run's samples.jsonl; finish it with "
-              "`--resume results/<run_id>`", file=sys.stderr)
-        return 130
+        print("interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

@@ -13,18 +13,20 @@ from typing import Any
 
 from tqdm import tqdm
 
-from harness.backbones import check_backbone
 from harness.core.config import ConfigError
 from harness.run.journal import Journal, finished
 from harness.results.lmms_layout import write_lmms_layout
 from harness.core.paths import results_dir
-from harness.core.records import SampleResult
-from harness.results.summary import build_summary, provenance, write_summary
-from harness.run.runner import RunnerConfig, run_samples
+from harness.core.records import Sample, SampleResult
+from harness.core.status import ANSWERED
+from harness.results.summary import RunSummary, build_summary, provenance, write_summary
+from harness.run.interrupt import interrupted_in
+from harness.run.runner import Runner, RunnerConfig
 from harness.data.samples import load_samples, resolve_root
-from harness.scoring.metrics import submission, task_metrics
-from harness.model.specs import MODELS
-from harness.data.tasks import get_task
+from harness.scoring.metrics import submission
+from harness.model.preflight import check_spec
+from harness.model.specs import MODELS, ModelSpec
+from harness.data.tasks import TaskSpec, get_task
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,39 @@ class EvalRequest:
 @dataclass(frozen=True)
 class EvalOutcome:
     run_dir: Path
-    summary: dict[str, Any]
+    summary: RunSummary
     results: list[SampleResult]
     wandb_dir: str | None
 
 
-def run_config(request: EvalRequest) -> dict[str, Any]:
-    """The resolved configuration that identifies a run (its hash names the run)."""
+@dataclass(frozen=True, eq=False)
+class ResolvedRun:
+    """A request with every name looked up and checked: what both the CLI's fail-fast and `evaluate` use."""
+
+    task: TaskSpec
+    spec: ModelSpec
+    config: dict[str, Any]
+    samples: list[Sample]
+
+
+def resolve(request: EvalRequest) -> ResolvedRun:
+    """Look up and check everything a run needs, before any worker starts or run directory exists: task, model
+    spec (arguments, hooks, checkpoint: harness.model.preflight), prompt profile, data (generated if it can be).
+    Every problem is one ConfigError / UnknownNameError line."""
     task = get_task(request.task)
     spec = MODELS.get(request.model)
+    task.prompt(request.prompt)  # an unknown profile names the valid ones
+    check_spec(spec)
+    samples = load_samples(task, request.data_root, request.limit)
+    return ResolvedRun(task, spec, _config(request, task, spec), samples)
+
+
+def run_config(request: EvalRequest) -> dict[str, Any]:
+    """The resolved configuration that identifies a run (its hash names the run)."""
+    return _config(request, get_task(request.task), MODELS.get(request.model))
+
+
+def _config(request: EvalRequest, task: TaskSpec, spec: ModelSpec) -> dict[str, Any]:
     return {
         "task": task.task,
         "task_version": task.version,
@@ -89,12 +115,11 @@ def resumable(run_dir: Path, config: dict[str, Any]) -> str:
     return str(stored["run_id"])
 
 
-def evaluate(request: EvalRequest) -> EvalOutcome:
-    task = get_task(request.task)
-    spec = MODELS.get(request.model)
-    check_backbone(spec.backbone.name, spec.backbone.args)  # missing weights fail before any worker starts
-    config = run_config(request)
-    samples = load_samples(task, request.data_root, request.limit)  # missing data fails before a run dir exists
+def evaluate(request: EvalRequest, resolved: ResolvedRun | None = None) -> EvalOutcome:
+    """Run `request` (`resolved`: its resolution, when the caller already made it)."""
+    resolved = resolved or resolve(request)
+    task, spec, samples = resolved.task, resolved.spec, resolved.samples
+    config = dict(resolved.config)
     if request.resume:
         run_dir = Path(request.resume)
         run_id = resumable(run_dir, config)
@@ -120,7 +145,7 @@ def evaluate(request: EvalRequest) -> EvalOutcome:
     earlier: list[SampleResult] = [done[s.id] for s in samples if s.id in done]
     ran: list[SampleResult] = []  # this session's
     correct = sum(r.correct for r in earlier)
-    failed = sum(r.status not in ("ok", "unparsed") for r in earlier)
+    failed = sum(r.status not in ANSWERED for r in earlier)
     bar = tqdm(total=len(samples), initial=len(earlier), desc=f"{task.task} × {spec.name}", unit="sample",
                dynamic_ncols=True)
 
@@ -132,27 +157,28 @@ def evaluate(request: EvalRequest) -> EvalOutcome:
         if sink is not None:
             sink.log_sample(result)
         correct += result.correct
-        failed += result.status not in ("ok", "unparsed")
+        failed += result.status not in ANSWERED
         bar.update(1)
         bar.set_postfix(acc=f"{100.0 * correct / (len(earlier) + len(ran)):.1f}%", fail=failed)
 
     start = time.perf_counter()
     try:
-        stats = run_samples(todo, spec, task, request.prompt, request.runner, on_result)
+        stats = Runner(todo, spec, task, request.prompt, request.runner, on_result).run()
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM (harness.run.interrupt): say which run to resume
+        raise interrupted_in(run_dir, exc) from exc
     finally:
         bar.close()
         journal.close()
     wall = time.perf_counter() - start
     results = sorted(earlier + ran, key=lambda r: r.id)
-    summary = build_summary(results, task.metric.breakdown, wall, config, timed=ran,
-                            cluster_key=task.metric.cluster_key, origin=origin)
-    summary["runner"] = dataclasses.asdict(stats)  # retries, replaced workers, start-up and driver time
-    summary["metrics"].update(task_metrics(summary["metrics"], task.metric.name, task.metric.macro_over))
+    submission_file = None
     if task.metric.submission:  # unlabelled benchmark split: predictions for the authors' server, no score
-        (run_dir / "submission.json").write_text(json.dumps(submission(results, task.metric.submission), indent=1))
-        summary["metrics"]["submission_file"] = "submission.json"
+        submission_file = "submission.json"
+        (run_dir / submission_file).write_text(json.dumps(submission(results, task.metric.submission), indent=1))
+    summary = build_summary(results, task.metric, wall, config, timed=ran, stats=stats, origin=origin,
+                            submission_file=submission_file)
     write_summary(run_dir, summary)
-    write_lmms_layout(run_dir, task.task, spec.name, summary, results, samples, config)
+    write_lmms_layout(run_dir, task.task, spec.name, summary.metrics, results, samples, config)
     wandb_dir = None
     if sink is not None:
         wandb_dir = sink.run_path

@@ -1,27 +1,20 @@
-"""Backbones: one file per VLM family, registered lazily by name."""
+"""Backbones: one file per VLM family, registered lazily by name as classes (base.BackboneClass) whose hooks,
+placement and argument checks are known without loading weights."""
 
-from harness.backbones.base import Backbone
+from harness.backbones.base import Backbone, BackboneClass
 from harness.core.records import LlmPrune
-from harness.methods.hooks import HookUnavailable, require_hook
 from harness.core.registry import Registry
+from harness.methods.hooks import HookUnavailable, require_hook
 
-BACKBONES: Registry = Registry("backbone")
-BACKBONES.register("tiny", "harness.backbones.tiny:load_tiny")
+BACKBONES: Registry[BackboneClass] = Registry("backbone")
+BACKBONES.register("tiny", "harness.backbones.llava_ov:TinyBackbone")  # llava-ov with tiny_seed=0
 BACKBONES.register("fixed-cost", "harness.backbones.fixed_cost:FixedCost")  # runner benchmarks/tests
-BACKBONES.register("vilamp", "harness.vilamp.model:load_vilamp")  # official layout, 7B checkpoint from disk
-BACKBONES.register("vilamp-tiny", "harness.vilamp.model:load_vilamp_tiny")  # same code, tiny random checkpoint
+BACKBONES.register("vilamp", "harness.vilamp.model:ViLAMPBackbone")  # official layout, 7B checkpoint from disk
+BACKBONES.register("vilamp-tiny", "harness.vilamp.model:ViLAMPTinyBackbone")  # same code, tiny random checkpoint
 
 # transformers classes loaded by hub id or directory (`checkpoint=`), or seeded tiny checkpoints (`tiny_seed=`)
-BACKBONES.register("llava-ov", "harness.backbones.llava_ov:load_llava_ov")
-BACKBONES.register("llava-video", "harness.backbones.llava_ov:load_llava_video")
-BACKBONES.register("qwen25vl", "harness.backbones.qwen25vl:load_qwen25vl")
+BACKBONES.register("llava-ov", "harness.backbones.llava_ov:LlavaOvBackbone")
+BACKBONES.register("llava-video", "harness.backbones.llava_ov:LlavaVideoBackbone")
+BACKBONES.register("qwen25vl", "harness.backbones.qwen25vl:Qwen25VLBackbone")
 
-
-def check_backbone(name: str, args: dict) -> None:
-    """In the driver, before any worker starts: the factory's own `preflight(**args)`, if it has one (a checkpoint
-    that cannot be found offline is one ConfigError)."""
-    check = getattr(BACKBONES.get(name), "preflight", None)
-    if check is not None:
-        check(**args)
-
-__all__ = ["BACKBONES", "Backbone", "HookUnavailable", "LlmPrune", "check_backbone", "require_hook"]
+__all__ = ["BACKBONES", "Backbone", "BackboneClass", "HookUnavailable", "LlmPrune", "require_hook"]

@@ -9,8 +9,12 @@ backbone-agnostic; the class lists them in `hooks`, so a preflight can check a s
 
 from __future__ import annotations
 
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal, Protocol
 
+from harness.core.config import ConfigError
 from harness.core.records import EncodedVideo, Frames, Generation, GenerationConfig, Prompt, VisualSequence
 
 # "sequential": visual tokens take consecutive positions, whatever they are. "grid": each visual token takes the
@@ -55,3 +59,21 @@ class BackboneClass(Protocol):
 
     @classmethod
     def tokens_per_frame_for(cls, **args: Any) -> int | None: ...
+
+
+def bind_arguments(backbone: str, load: Callable[..., Any], args: Mapping[str, Any]) -> dict[str, Any]:
+    """`args` completed with `load`'s defaults: how a preflight checks a spec's arguments without loading.
+
+    An argument `load` does not take is a ConfigError naming the backbone, the key and the valid keys.
+    """
+    signature = inspect.signature(load)
+    valid = [name for name, p in signature.parameters.items()
+             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for key in args:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"backbone {backbone!r}: unknown argument {key!r}{hint}; valid: {', '.join(valid)}")
+    bound = signature.bind(**args)
+    bound.apply_defaults()
+    return dict(bound.arguments)

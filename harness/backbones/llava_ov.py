@@ -1,38 +1,164 @@
-"""LLaVA-OneVision and LLaVA-Video (both `LlavaOnevisionForConditionalGeneration`) behind the Backbone protocol.
+"""LLaVA-OneVision and LLaVA-Video (both `LlavaOnevisionForConditionalGeneration`: SigLIP + GELU projector + Qwen2)
+behind the Backbone protocol, and `tiny`, the same class on a tiny random checkpoint.
 
 transformers serves LLaVA-Video-7B-Qwen2 (`llava-hf/LLaVA-Video-7B-Qwen2-hf`) with the LLaVA-OneVision class
-and its own weights and config, so one wrapper covers both. Known deviation inherited from that port: video
+and its own weights and config, so one class covers both. Known deviation inherited from that port: video
 frames are pooled 2× bilinearly to 14×14 = 196 tokens with one newline after the video (LLaVA-OV's scheme),
 where the original LLaVA-Video code average-pools to 13×13 and adds a newline per row.
 
-The wrapper is the tiny backbone's class (`TinyBackbone`, which holds every hook) over a model loaded by hub id
-or directory with dtype and attention options; the `*-tiny` variants load seeded tiny checkpoints of the same
-class through the same `from_pretrained` path.
+The tiny checkpoints (`tiny_seed=`; `tiny` is LLaVA-OV with tiny_seed=0) are built offline from a fixed seed,
+saved with `save_pretrained` and loaded back with `from_pretrained`, so offline runs exercise the same
+transformers code path, timings and memory accounting as the full-size models. Their answers are near chance.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
+from transformers import (
+    AutoConfig,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    LlavaOnevisionImageProcessor,
+    LlavaOnevisionProcessor,
+    LlavaOnevisionVideoProcessor,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    SiglipVisionConfig,
+)
 
-from harness.backbones import tiny
-from harness.backbones.hf_common import check_checkpoint, load_pretrained
-from harness.core.paths import cache_dir
-from harness.core.records import Frames
+from harness.backbones.base import Placement, bind_arguments
+from harness.backbones.decoding import PromptInputs
+from harness.backbones.pretrained import PretrainedBackbone
+from harness.core.records import EncodedVideo, Frames, Prompt, VisualSequence
+from harness.hf.checkpoints import save_all, tiny_checkpoint
+from harness.hf.text import ENDOFTEXT, IMAGE, LLAVA_CHAT_TEMPLATE, VIDEO, chat_ids, tiny_tokenizer
+from harness.methods.hooks import HookUnavailable
 
-LLAVA_OV_HUB_ID = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
-LLAVA_VIDEO_HUB_ID = "llava-hf/LLaVA-Video-7B-Qwen2-hf"
+TINY_IMAGE_SIZE = 64
+TINY_PATCH_SIZE = 8  # 8×8 patch grid, pooled 2× for video like the 7B's 27×27 → 14×14
+TINY_FORMAT = 1  # bump when the tiny config, tokenizer corpus or layout changes
+# Every published LLaVA-OneVision / LLaVA-Video checkpoint's tower: google/siglip-so400m-patch14-384
+# (vision_config of llava-hf/llava-onevision-qwen2-7b-ov-hf): a 27×27 patch grid.
+SO400M_IMAGE_SIZE, SO400M_PATCH_SIZE = 384, 14
 
 
-class LlavaOvBackbone(tiny.TinyBackbone):
-    hooks = tiny.TinyBackbone.hooks | {"vision_features"}
+def pooled_tokens(image_size: int, patch_size: int) -> int:
+    """Tokens per video frame: the g×g patch grid pooled bilinearly to ⌈g/2⌉×⌈g/2⌉ (transformers'
+    LlavaOnevisionModel.apply_pooling; arXiv 2408.03326 §4: 196 per frame for the 7B)."""
+    return math.ceil(image_size // patch_size / 2) ** 2
+
+
+def _grid_pinpoints() -> list[list[int]]:
+    """The 7B's anyres grid (1..6 tiles per side) scaled to the tiny tile size."""
+    return [[TINY_IMAGE_SIZE * h, TINY_IMAGE_SIZE * w] for h in range(1, 7) for w in range(1, 7)]
+
+
+def _tiny_config(tokenizer: PreTrainedTokenizerFast) -> LlavaOnevisionConfig:
+    vision = SiglipVisionConfig(
+        image_size=TINY_IMAGE_SIZE,
+        patch_size=TINY_PATCH_SIZE,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        vision_use_head=False,  # LLaVA-OV uses the patch features, not SigLIP's pooling head
+    )
+    text = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlavaOnevisionConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
+        video_token_index=tokenizer.convert_tokens_to_ids(VIDEO),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=_grid_pinpoints(),
+    )
+
+
+def build_tiny_model(seed: int = 0) -> tuple[LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor]:
+    """The seeded tiny model and its processor, in memory (deterministic for a given seed)."""
+    tokenizer = tiny_tokenizer()
+    size = {"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=_grid_pinpoints()),
+        tokenizer=tokenizer,
+        video_processor=LlavaOnevisionVideoProcessor(size=size),
+        num_image_tokens=(TINY_IMAGE_SIZE // TINY_PATCH_SIZE) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    with torch.random.fork_rng(devices=[]):  # seed the init without disturbing the caller's RNG
+        torch.manual_seed(seed)
+        model = LlavaOnevisionForConditionalGeneration(_tiny_config(tokenizer))
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.eval(), processor
+
+
+class LlavaOvBackbone(PretrainedBackbone):
+    """`llava-ov`: encode_frames gives one row of `tokens_per_frame` tokens per frame; generate appends LLaVA-OV's
+    learned image_newline after the (possibly reduced) visual sequence."""
+
+    hooks: ClassVar[frozenset[str]] = frozenset(
+        {"embed_text", "prompt_embeds", "vision_attention", "vision_features", "llm_prune"})
+    placement: ClassVar[Placement] = "sequential"
+    family: ClassVar[str] = "llava-ov"
+    tiny_name: ClassVar[str] = "llava-ov-tiny"
+    model_class: ClassVar[Any] = LlavaOnevisionForConditionalGeneration
+    tiny_kind: ClassVar[str] = "llava-ov"  # cache name of its tiny checkpoints
+    tiny_seed_offset: ClassVar[int] = 0  # tiny_seed s draws its weights with seed s + this
 
     def __init__(self, model: LlavaOnevisionForConditionalGeneration, processor: Any, name: str) -> None:
-        super().__init__(model, processor)
-        self.name = name
+        super().__init__(model, processor, name)
+        vision = model.config.vision_config
+        grid = vision.image_size // vision.patch_size
+        with torch.inference_mode():  # ask the model's own pooling, so this always matches encode_frames
+            probe = torch.zeros(1, grid * grid, self.hidden_size, dtype=self.dtype, device=self.device)
+            self.tokens_per_frame: int = model.model.apply_pooling(probe).shape[1]
+
+    @classmethod
+    def tiny_checkpoint(cls, seed: int) -> Path:
+        own = seed + cls.tiny_seed_offset
+        return tiny_checkpoint(cls.tiny_kind, TINY_FORMAT, own, lambda staging: save_all(staging,
+                                                                                         *build_tiny_model(own)))
+
+    @classmethod
+    def tokens_per_frame_for(cls, **args: Any) -> int:
+        bound = bind_arguments(cls.family, cls.load, args)
+        checkpoint = bound["checkpoint"]
+        if cls._tiny_seed(checkpoint, bound["tiny_seed"]) is not None:
+            return pooled_tokens(TINY_IMAGE_SIZE, TINY_PATCH_SIZE)  # 16
+        if Path(checkpoint).expanduser().is_dir():  # a local checkpoint says itself (config only, no weights)
+            vision = AutoConfig.from_pretrained(Path(checkpoint).expanduser()).vision_config
+            return pooled_tokens(vision.image_size, vision.patch_size)
+        return pooled_tokens(SO400M_IMAGE_SIZE, SO400M_PATCH_SIZE)  # 196
+
+    def encode_frames(self, frames: Frames) -> EncodedVideo:
+        """Official LLaVA-OV video path (video processor → SigLIP → projector → 2× pooling): [T, M, C]."""
+        if len(frames) == 0:
+            raise ValueError("encode_frames needs at least one frame")
+        with torch.inference_mode():
+            pixels = self._video_pixels(frames)  # [1, T, 3, S, S]
+            features = self.model.get_video_features(pixels, return_dict=True).pooler_output  # [1, T*M + 1, C]
+        # get_video_features appends image_newline after the whole video; generate() re-appends it after the
+        # (possibly reduced) sequence, so per-frame tokens leave without it.
+        tokens = features[0, :-1].reshape(len(frames), self.tokens_per_frame, self.hidden_size)
+        return EncodedVideo(tokens, tuple(frames.timestamps_s))
 
     def vision_features(self, frames: Frames) -> tuple[torch.Tensor, torch.Tensor]:
         """(vision-encoder patch features at the feature layer [T, P, Cv], projected + pooled tokens [T, M, C])."""
@@ -44,52 +170,72 @@ class LlavaOvBackbone(tiny.TinyBackbone):
         with torch.inference_mode():
             out = self.model.model.vision_tower(pixel_values=self._video_pixels(frames)[0], output_hidden_states=True)
             pre = out.hidden_states[layer]
-        return pre, self.encode_frames(frames)
+        return pre, self.encode_frames(frames).tokens
+
+    def vision_attention(self, frames: Frames) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean attention each vision token receives [T, M] and head-averaged keys [T, M, d] (hooks.HOOKS).
+
+        Read at the SigLIP layer whose output is the feature layer (q/k captured there, softmax recomputed,
+        since SDPA returns no weights), then pooled with the model's own 2× bilinear pooling.
+        """
+        if len(frames) == 0:
+            raise ValueError("vision_attention needs at least one frame")
+        tower = self.model.model.vision_tower
+        layers = tower.encoder.layers
+        feature_layer = self.model.config.vision_feature_layer
+        if not isinstance(feature_layer, int):
+            raise HookUnavailable("vision_attention: multi-layer vision features are not supported")
+        # hidden_states[0] is the embedding output, so hidden_states[f] is the output of layer f - 1
+        attn = layers[feature_layer % (len(layers) + 1) - 1].self_attn
+        captured: dict[str, torch.Tensor] = {}
+        handles = [
+            attn.q_proj.register_forward_hook(lambda _m, _i, out: captured.__setitem__("q", out)),
+            attn.k_proj.register_forward_hook(lambda _m, _i, out: captured.__setitem__("k", out)),
+        ]
+        try:
+            with torch.inference_mode():
+                tower(pixel_values=self._video_pixels(frames)[0])
+        finally:
+            for handle in handles:
+                handle.remove()
+        t, p, _ = captured["q"].shape
+        q = captured["q"].view(t, p, attn.num_heads, attn.head_dim).transpose(1, 2)
+        k = captured["k"].view(t, p, attn.num_heads, attn.head_dim).transpose(1, 2)
+        weights = torch.softmax((q @ k.transpose(-1, -2)).float() * attn.scale, dim=-1)  # [T, H, P, P]
+        received = weights.mean(dim=(1, 2))  # SigLIP has no CLS: mean over heads and queries
+        keys = k.mean(dim=1).float()  # [T, P, d]
+        pool = self.model.model.apply_pooling
+        return pool(received[..., None])[..., 0], pool(keys)
+
+    def _inputs(self, visual: VisualSequence, prompt: Prompt) -> PromptInputs:
+        """The chat with the visual tokens + image_newline at the video placeholder; positions are sequential."""
+        tokens = self._visual_tokens(visual)
+        ids, at = chat_ids(self.tokenizer, prompt, {"type": "video"}, self.video_token_id, VIDEO)
+        newline = self.model.model.image_newline.to(self.dtype)[None]
+        embeds = self._splice(ids[:at], torch.cat([tokens, newline]), ids[at + 1 :])
+        # the trailing image_newline is a separator, not a visual token to rank: in-LLM pruning always keeps it
+        return PromptInputs(embeds, range(at, at + len(visual)), len(visual) + 1, len(ids) - 1)
+
+    def _video_pixels(self, frames: Frames) -> torch.Tensor:
+        batch = self.processor.video_processor(
+            videos=[frames.pixels], input_data_format="channels_last", return_tensors="pt"
+        )
+        return batch["pixel_values_videos"].to(self.device, self.dtype)
 
 
-_LLAVA_VIDEO_SEED_OFFSET = 1_000  # tiny_seed s of llava-video draws its weights with seed s + this
+class LlavaVideoBackbone(LlavaOvBackbone):
+    """`llava-video`: the LLaVA-OV class with LLaVA-Video's weights; its tiny checkpoints have their own seeds,
+    distinct weights of the same class, as LLaVA-Video is."""
+
+    family: ClassVar[str] = "llava-video"
+    tiny_name: ClassVar[str] = "llava-video-tiny"
+    tiny_kind: ClassVar[str] = "llava-video"
+    tiny_seed_offset: ClassVar[int] = 1_000
 
 
-def _tiny_llava_video_checkpoint(seed: int) -> Path:
-    """The tiny LLaVA-OV architecture with its own seed: distinct weights of the same class, as LLaVA-Video is."""
-    own = seed + _LLAVA_VIDEO_SEED_OFFSET
-    return tiny.ensure_checkpoint(cache_dir() / "models" / f"tiny-llava-video-v{tiny.TINY_FORMAT}-seed{own}", own)
+class TinyBackbone(LlavaOvBackbone):
+    """`tiny`: LLaVA-OV on the seed-0 tiny checkpoint unless told otherwise."""
 
-
-def _load(name: str, source: str, dtype: str, device: str, attn_implementation: str,
-          num_threads: int | None) -> LlavaOvBackbone:
-    model, processor = load_pretrained(
-        LlavaOnevisionForConditionalGeneration, AutoProcessor, source,
-        dtype=dtype, device=device, attn_implementation=attn_implementation, num_threads=num_threads,
-    )
-    return LlavaOvBackbone(model, processor, name)
-
-
-def load_llava_ov(
-    *, checkpoint: str | None = None, tiny_seed: int | None = None, dtype: str = "float32", device: str = "cpu",
-    attn_implementation: str = "sdpa", num_threads: int | None = None,
-) -> LlavaOvBackbone:
-    """Registry factory: `checkpoint` (hub id or directory), or the tiny random checkpoint for `tiny_seed`."""
-    if (checkpoint is None) == (tiny_seed is None):
-        raise ValueError("llava-ov needs exactly one of checkpoint=<hub id or dir> or tiny_seed=<int>")
-    if tiny_seed is not None:
-        source = str(tiny.ensure_checkpoint(tiny.default_checkpoint(tiny_seed), tiny_seed))
-        return _load("llava-ov-tiny", source, dtype, device, attn_implementation, num_threads)
-    return _load("llava-ov", str(checkpoint), dtype, device, attn_implementation, num_threads)
-
-
-def load_llava_video(
-    *, checkpoint: str | None = None, tiny_seed: int | None = None, dtype: str = "float32", device: str = "cpu",
-    attn_implementation: str = "sdpa", num_threads: int | None = None,
-) -> LlavaOvBackbone:
-    if (checkpoint is None) == (tiny_seed is None):
-        raise ValueError("llava-video needs exactly one of checkpoint=<hub id or dir> or tiny_seed=<int>")
-    if tiny_seed is not None:
-        source = str(_tiny_llava_video_checkpoint(tiny_seed))
-        return _load("llava-video-tiny", source, dtype, device, attn_implementation, num_threads)
-    return _load("llava-video", str(checkpoint), dtype, device, attn_implementation, num_threads)
-
-
-# harness.backbones.check_backbone runs these in the driver before any worker starts
-load_llava_ov.preflight = check_checkpoint  # type: ignore[attr-defined]
-load_llava_video.preflight = check_checkpoint  # type: ignore[attr-defined]
+    family: ClassVar[str] = "tiny"
+    tiny_name: ClassVar[str] = "tiny"
+    default_tiny_seed: ClassVar[int | None] = 0

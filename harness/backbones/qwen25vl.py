@@ -1,76 +1,51 @@
 """Qwen2.5-VL (`Qwen2_5_VLForConditionalGeneration`) behind the Backbone protocol.
 
-Qwen2.5-VL places every visual token with a 3-D M-RoPE position (time, row, column). The time component
-comes from the frames' real timestamps: a temporal group starting at t seconds after the first frame gets
-`floor(t * tokens_per_second)` (arXiv 2502.13923 §2.1, "absolute time encoding"). For uniform frames this
+Qwen2.5-VL places every visual token with a 3-D M-RoPE position (time, row, column) ("grid" placement): generate
+takes each token's position from the encoded row it stands for (`VisualSequence.rows` of `.source`). The time
+component comes from the frames' real timestamps: a temporal group starting at t seconds after the first frame
+gets `floor(t * tokens_per_second)` (arXiv 2502.13923 §2.1, "absolute time encoding"). For uniform frames this
 equals the processor's `second_per_grid_ts = temporal_patch_size / sampled_fps` path; for irregular frames
 (keyframe selectors) it stays true where a single fps cannot. lmms-eval passed no video metadata until
 #1260/#1269, which silently put every video at the processor's default 2 fps.
 
-`qwen25vl-tiny` is the same class from a tiny random config (ViT 2 blocks, patch 8, LLM 2 layers, head_dim 16
-so `mrope_section` sums to 8), saved with its processor and loaded back with `from_pretrained`.
+The tiny checkpoints (`tiny_seed=`) are the same class from a tiny random config (ViT 2 blocks, patch 8, LLM 2
+layers, head_dim 16 so `mrope_section` sums to 8), saved with their processor and loaded with `from_pretrained`.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from transformers import (
-    AutoProcessor,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2_5_VLProcessor,
     Qwen2VLImageProcessor,
     Qwen2VLVideoProcessor,
 )
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
 from transformers.video_utils import VideoMetadata
+from transformers.vision_utils import get_vision_window_index
 
-from harness.core.records import LlmPrune
-from harness.methods.hooks import HookUnavailable
-from harness.backbones.hf_common import (
-    chat_ids,
-    check_checkpoint,
-    chatml_template,
-    choice_token_ids,
-    ensure_built,
-    greedy,
-    llm_layers,
-    load_pretrained,
-    prefill_pruned,
-    save_atomically,
-    stop_ids,
-    train_bpe_tokenizer,
-)
-from harness.core.paths import cache_dir
-from harness.core.records import Frames, Generation, GenerationConfig, Prompt
+from harness.backbones.base import Placement
+from harness.backbones.decoding import PromptInputs
+from harness.backbones.pretrained import PretrainedBackbone
+from harness.core.records import EncodedVideo, Frames, Prompt, VisualSequence
+from harness.hf.checkpoints import save_all, tiny_checkpoint
+from harness.hf.text import DEFAULT_SYSTEM, ENDOFTEXT, IM_END, chat_ids, chatml_template, tiny_tokenizer
 
-HUB_ID = "Qwen/Qwen2.5-VL-7B-Instruct"
-
-ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD = "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"
-SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END, VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD]
-DEFAULT_SYSTEM = "You are a helpful assistant."
 
 # Qwen2-VL's ChatML: default system turn, each visual item wrapped in vision_start/end, then the text.
-CHAT_TEMPLATE = chatml_template(image=VISION_START + IMAGE_PAD + VISION_END, video=VISION_START + VIDEO_PAD + VISION_END,
-                                default_system=DEFAULT_SYSTEM)
+CHAT_TEMPLATE = chatml_template(image=VISION_START + IMAGE_PAD + VISION_END,
+                                video=VISION_START + VIDEO_PAD + VISION_END, default_system=DEFAULT_SYSTEM)
 
 TINY_PATCH = 8
 TINY_MAX_PIXELS = 64 * 64  # per frame: a 64×64 frame is an 8×8 patch grid, merged 2×2 → 16 tokens per group
+TINY_HIDDEN, TINY_HEADS = 64, 4  # LLM head_dim 16
 TINY_FORMAT = 1  # bump when the tiny config or tokenizer changes
-
-
-def _tiny_tokenizer() -> Any:
-    from harness.backbones.tiny import _CORPUS  # the same prompt-phrasing corpus as the tiny LLaVA-OV
-
-    lines = _CORPUS.splitlines() + [" ".join("ABCDE"), " ".join("0123456789")]
-    return train_bpe_tokenizer(
-        lines, SPECIAL_TOKENS, eos=IM_END, pad=ENDOFTEXT, chat_template=CHAT_TEMPLATE,
-        extra_special_tokens={"image_token": IMAGE_PAD, "video_token": VIDEO_PAD},
-    )
 
 
 def mrope_section(head_dim: int) -> list[int]:
@@ -80,26 +55,24 @@ def mrope_section(head_dim: int) -> list[int]:
     return [t, (half - t) // 2, half - t - (half - t) // 2]
 
 
-def build_tiny_qwen25vl(
-    seed: int = 0, hidden: int = 64, heads: int = 4
-) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor]:
-    """`hidden`/`heads` set the LLM's head_dim (16 by default; vLLM's CPU attention needs 64)."""
-    tokenizer = _tiny_tokenizer()
+def build_tiny_qwen25vl(seed: int = 0) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor]:
+    """The seeded tiny model and its processor, in memory (deterministic for a given seed)."""
+    tokenizer = tiny_tokenizer(CHAT_TEMPLATE, IMAGE_PAD, VIDEO_PAD, markers=(VISION_START, VISION_END))
     ids = tokenizer.convert_tokens_to_ids
     config = Qwen2_5_VLConfig(
         vision_config={
             "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": TINY_PATCH,
-            "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": hidden,
+            "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": TINY_HIDDEN,
             "window_size": 4 * TINY_PATCH, "fullatt_block_indexes": [1],
             "tokens_per_second": 2,  # Qwen2.5-VL-7B-Instruct's config.json value
         },
         text_config={
-            "vocab_size": len(tokenizer), "hidden_size": hidden, "intermediate_size": 2 * hidden,
-            "num_hidden_layers": 2, "num_attention_heads": heads, "num_key_value_heads": max(heads // 2, 1),
+            "vocab_size": len(tokenizer), "hidden_size": TINY_HIDDEN, "intermediate_size": 2 * TINY_HIDDEN,
+            "num_hidden_layers": 2, "num_attention_heads": TINY_HEADS, "num_key_value_heads": TINY_HEADS // 2,
             "max_position_embeddings": 32768,
             # mrope_section must sum to head_dim / 2
             "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0,
-                                "mrope_section": mrope_section(hidden // heads)},
+                                "mrope_section": mrope_section(TINY_HIDDEN // TINY_HEADS)},
             "eos_token_id": ids(IM_END), "pad_token_id": ids(ENDOFTEXT), "bos_token_id": None,
         },
         image_token_id=ids(IMAGE_PAD), video_token_id=ids(VIDEO_PAD),
@@ -121,65 +94,34 @@ def build_tiny_qwen25vl(
     return model.eval(), processor
 
 
-def tiny_checkpoint(seed: int = 0, hidden: int = 64, heads: int = 4) -> Path:
-    def write(staging: Path) -> None:
-        model, processor = build_tiny_qwen25vl(seed, hidden, heads)
-        model.save_pretrained(staging)
-        processor.save_pretrained(staging)
+class Qwen25VLBackbone(PretrainedBackbone):
+    """`qwen25vl`: encode_frames gives one row per temporal group of `frames_per_row` (= 2) consecutive frames (the
+    ViT patches 2 frames at a time; an odd count is padded with the last frame by the processor), with its grid."""
 
-    shape = "" if (hidden, heads) == (64, 4) else f"-h{hidden}x{heads}"
-    directory = cache_dir() / "models" / f"tiny-qwen25vl-v{TINY_FORMAT}{shape}-seed{seed}"
-    return ensure_built(directory, lambda d: save_atomically(d, write))
+    hooks: ClassVar[frozenset[str]] = frozenset(
+        {"embed_text", "prompt_embeds", "vision_attention", "vision_features", "llm_prune"})
+    placement: ClassVar[Placement] = "grid"
+    family: ClassVar[str] = "qwen25vl"
+    tiny_name: ClassVar[str] = "qwen25vl-tiny"
+    model_class: ClassVar[Any] = Qwen2_5_VLForConditionalGeneration
 
-
-def load_qwen25vl(
-    *,
-    checkpoint: str | None = None,
-    tiny_seed: int | None = None,
-    dtype: str = "float32",
-    device: str = "cpu",
-    attn_implementation: str = "sdpa",
-    num_threads: int | None = None,
-) -> Qwen25VLBackbone:
-    """Registry factory: `checkpoint` (hub id or directory), or the tiny random checkpoint for `tiny_seed`."""
-    if (checkpoint is None) == (tiny_seed is None):
-        raise ValueError("qwen25vl needs exactly one of checkpoint=<hub id or dir> or tiny_seed=<int>")
-    source = str(tiny_checkpoint(tiny_seed)) if tiny_seed is not None else checkpoint
-    model, processor = load_pretrained(
-        Qwen2_5_VLForConditionalGeneration, AutoProcessor, source,  # type: ignore[arg-type]
-        dtype=dtype, device=device, attn_implementation=attn_implementation, num_threads=num_threads,
-    )
-    return Qwen25VLBackbone(model, processor, name="qwen25vl-tiny" if tiny_seed is not None else "qwen25vl")
-
-
-load_qwen25vl.preflight = check_checkpoint  # type: ignore[attr-defined]  # harness.backbones.check_backbone
-
-
-class Qwen25VLBackbone:
-    """`encode_frames` returns one row per temporal group of `frames_per_group` (= 2) consecutive frames: the ViT
-    patches 2 frames at a time (an odd count is padded with the last frame by the processor)."""
-
-    hooks = frozenset({"embed_text", "prompt_embeds", "vision_attention", "vision_features", "llm_prune",
-                       "token_positions"})
-
-    def __init__(self, model: Qwen2_5_VLForConditionalGeneration, processor: Any, name: str = "qwen25vl") -> None:
-        self.name = name
-        self.model = model
-        self.processor = processor
-        self.tokenizer = processor.tokenizer
-        self.device = model.device
-        self.dtype = model.dtype
-        self.hidden_size: int = model.config.text_config.hidden_size
-        self.video_token_id: int = model.config.video_token_id
+    def __init__(self, model: Qwen2_5_VLForConditionalGeneration, processor: Any, name: str) -> None:
+        super().__init__(model, processor, name)
         vision = model.config.vision_config
-        self.frames_per_group: int = vision.temporal_patch_size
+        self.frames_per_row: int = vision.temporal_patch_size
         self.tokens_per_second: float = float(vision.tokens_per_second)
         self.merge: int = vision.spatial_merge_size
         side = int((processor.video_processor.size["longest_edge"]) ** 0.5) // (vision.patch_size * self.merge)
         self.tokens_per_frame: int = side * side  # per temporal group, for a square frame at the pixel cap
-        self.stop_ids = stop_ids(model)
-        self._encoded: tuple[torch.Tensor, torch.Tensor, tuple[float, ...]] | None = None
-        self._token_rows: torch.Tensor | None = None  # declared by a merging reducer (set_token_rows)
+
+    @classmethod
+    def tiny_checkpoint(cls, seed: int) -> Path:
+        return tiny_checkpoint("qwen25vl", TINY_FORMAT, seed,
+                               lambda staging: save_all(staging, *build_tiny_qwen25vl(seed)))
+
+    @classmethod
+    def tokens_per_frame_for(cls, **args: Any) -> None:
+        return None  # dynamic resolution: the tokens per frame follow the frame size
 
     def _video_inputs(self, frames: Frames) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's own video processor on our frames: (pixel patches, grid [1, 3] = (T/2, H, W) patches)."""
@@ -193,17 +135,17 @@ class Qwen25VLBackbone:
         )
         return batch["pixel_values_videos"].to(self.device, self.dtype), batch["video_grid_thw"].to(self.device)
 
-    def encode_frames(self, frames: Frames) -> torch.Tensor:
-        """Official path (video processor → ViT with window attention → 2×2 merger): [T/2, h·w, C]."""
+    def encode_frames(self, frames: Frames) -> EncodedVideo:
+        """Official path (video processor → ViT with window attention → 2×2 merger): [T/2, h·w, C] with the grid
+        of LLM tokens (T/2, h, w)."""
         if len(frames) == 0:
             raise ValueError("encode_frames needs at least one frame")
         with torch.inference_mode():
             pixels, grid = self._video_inputs(frames)
             tokens = self.model.model.get_video_features(pixels, grid, return_dict=True).pooler_output[0]
-        # Remembered for generate(): the positions of these exact rows. The pipeline encodes, then generates.
-        self._encoded = (tokens, grid, tuple(frames.timestamps_s))
-        self._token_rows = None
-        return tokens.reshape(int(grid[0, 0]), -1, self.hidden_size)
+        rows, height, width = (int(grid[0, 0]), int(grid[0, 1]) // self.merge, int(grid[0, 2]) // self.merge)
+        return EncodedVideo(tokens.reshape(rows, height * width, self.hidden_size), tuple(frames.timestamps_s),
+                            self.frames_per_row, (rows, height, width))
 
     def vision_features(self, frames: Frames) -> tuple[torch.Tensor, torch.Tensor]:
         """(ViT output patches [T/2, h·w, merge², Cv] grouped per LLM token, merged tokens [T/2, h·w, C])."""
@@ -221,8 +163,6 @@ class Qwen25VLBackbone:
 
         q/k are captured there and the softmax recomputed per attention segment, since SDPA returns no weights.
         """
-        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
-
         if len(frames) == 0:
             raise ValueError("vision_attention needs at least one frame")
         visual = self.model.model.visual
@@ -256,8 +196,6 @@ class Qwen25VLBackbone:
 
     def _window_order(self, grid: torch.Tensor) -> torch.Tensor:
         """Index that undoes the ViT's window permutation of merge units (as its merger output does)."""
-        from transformers.vision_utils import get_vision_window_index
-
         visual = self.model.model.visual
         window_index, _ = get_vision_window_index(
             grid, spatial_merge_size=visual.spatial_merge_size, window_size=visual.window_size,
@@ -265,122 +203,40 @@ class Qwen25VLBackbone:
         )
         return torch.argsort(window_index)
 
-    def embed_text(self, text: str) -> torch.Tensor:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        with torch.inference_mode():
-            return self.model.get_input_embeddings()(torch.tensor(ids, device=self.device))
-
-    def video_positions(self, ids: list[int], at: int) -> torch.Tensor:
-        """M-RoPE positions [3, n] of the chat with the last encoded video in full at `at`: the model's own
-        `get_rope_index`, with the temporal row of video tokens set from the real frame timestamps."""
-        if self._encoded is None:
-            raise RuntimeError("generate() needs encode_frames() first: Qwen2.5-VL positions come from the video grid")
-        tokens, grid, timestamps = self._encoded
-        n = tokens.shape[0]
+    def video_positions(self, ids: list[int], at: int, encoded: EncodedVideo) -> torch.Tensor:
+        """M-RoPE positions [3, n] of the chat with all of `encoded` at `at`: the model's own `get_rope_index`,
+        with the temporal row of video tokens set from the real frame timestamps."""
+        if encoded.grid is None:
+            raise ValueError(f"{self.name}: the encoded video has no grid (it is not an encoding of this backbone)")
+        rows, height, width = encoded.grid
+        n = rows * height * width
         full = torch.tensor([ids[:at] + [self.video_token_id] * n + ids[at + 1 :]], device=self.device)
         types = (full == self.video_token_id).int() * 2  # 0 text, 1 image, 2 video
-        positions, _ = self.model.model.get_rope_index(full, types, video_grid_thw=grid)
+        thw = torch.tensor([[rows, height * self.merge, width * self.merge]], device=self.device)  # in patches
+        positions, _ = self.model.model.get_rope_index(full, types, video_grid_thw=thw)
         positions = positions[:, 0]
-        groups = int(grid[0, 0])
-        group_start = torch.tensor([timestamps[min(g * self.frames_per_group, len(timestamps) - 1)]
-                                    for g in range(groups)], dtype=torch.float64)
+        timestamps, group = encoded.timestamps_s, encoded.frames_per_row
+        group_start = torch.tensor([timestamps[min(g * group, len(timestamps) - 1)] for g in range(rows)],
+                                   dtype=torch.float64)
         ticks = torch.floor((group_start - group_start[0]) * self.tokens_per_second + 1e-6).long()
-        positions[0, at : at + n] = at + ticks.repeat_interleave(n // groups).to(self.device)
+        positions[0, at : at + n] = at + ticks.repeat_interleave(n // rows).to(self.device)
         return positions
 
-    def set_token_rows(self, rows: torch.Tensor) -> None:
-        """"token_positions" hook: the row of the last encoded video whose M-RoPE position each visual token takes."""
-        if self._encoded is None:
-            raise RuntimeError("set_token_rows() needs encode_frames() first: rows index its output")
-        n = self._encoded[0].shape[0]
-        rows = torch.as_tensor(rows, dtype=torch.long).flatten().cpu()
-        if rows.numel() and not 0 <= int(rows.min()) <= int(rows.max()) < n:
-            raise ValueError(f"token rows must lie in [0, {n}), got [{int(rows.min())}, {int(rows.max())}]")
-        self._token_rows = rows
-
-    def _kept_rows(self, visual_tokens: torch.Tensor) -> torch.Tensor:
-        """Which rows of the last encoded video `visual_tokens` are, so pruned sequences keep their positions:
-        the declared rows (set_token_rows) if any, else found by matching each token to an encoded row."""
-        if self._token_rows is not None:
-            if len(self._token_rows) != visual_tokens.shape[0]:
-                raise ValueError(f"{len(self._token_rows)} declared token rows for {visual_tokens.shape[0]} "
-                                 "visual tokens")
-            return self._token_rows
-        tokens = self._encoded[0]  # type: ignore[index]
-        if visual_tokens.shape == tokens.shape and torch.equal(visual_tokens.to(tokens), tokens):
-            return torch.arange(tokens.shape[0])
-        index = {row.tobytes(): i for i, row in enumerate(tokens.float().cpu().numpy())}
-        rows = [index.get(row.tobytes(), -1) for row in visual_tokens.to(tokens).float().cpu().numpy()]
-        if (missing := rows.count(-1)) > 0:
-            raise HookUnavailable(
-                f"{self.name}: {missing} of {len(rows)} visual tokens are not rows of encode_frames' output, so they "
-                "have no M-RoPE (time, row, column) position; use a reducer that selects tokens, or one that merges "
-                "and declares each token's row (the 'token_positions' hook, set_token_rows)"
-            )
-        return torch.tensor(rows)
-
-    def _prompt(self, visual_tokens: torch.Tensor, prompt: Prompt) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-        """(embeddings [1, n, C], positions [3, 1, n], where the visual span starts, text tokens)."""
-        if visual_tokens.ndim != 2 or visual_tokens.shape[1] != self.hidden_size:
-            raise ValueError(f"visual_tokens must be [L, {self.hidden_size}], got {list(visual_tokens.shape)}")
+    def _inputs(self, visual: VisualSequence, prompt: Prompt) -> PromptInputs:
+        """The chat with the visual tokens at the video placeholder, each at the M-RoPE position of its encoded row
+        (`visual.rows` of `visual.source`); without rows the positions are left out (generate refuses them)."""
+        tokens = self._visual_tokens(visual)
         ids, at = chat_ids(self.tokenizer, prompt, {"type": "video"}, self.video_token_id, VIDEO_PAD)
-        full_positions = self.video_positions(ids, at)
-        n_full = self._encoded[0].shape[0]  # type: ignore[index]
-        rows = self._kept_rows(visual_tokens).to(self.device)
-        positions = torch.cat([full_positions[:, :at], full_positions[:, at + rows], full_positions[:, at + n_full :]],
-                              dim=1)
-        with torch.inference_mode():
-            embedded = self.model.get_input_embeddings()(torch.tensor(ids, device=self.device))
-            embeds = torch.cat([embedded[:at], visual_tokens.to(self.device, self.dtype), embedded[at + 1 :]])[None]
-        return embeds, positions[:, None, :], at, len(ids) - 1
-
-    def prompt_embeds(self, visual_tokens: torch.Tensor, prompt: Prompt) -> tuple[torch.Tensor, int, int]:
-        """The chat's input embeddings [1, n, C] with `visual_tokens` at the video placeholder (see Backbone)."""
-        embeds, _, _, n_text = self._prompt(visual_tokens, prompt)
-        return embeds, visual_tokens.shape[0], n_text
-
-    def generate(
-        self, visual_tokens: torch.Tensor, prompt: Prompt, config: GenerationConfig, *, llm_prune: LlmPrune | None = None
-    ) -> Generation:
-        """Greedy decoding; with `llm_prune` (FastV) the prefill keeps only the top visual tokens from layer K on."""
-        if config.do_sample:
-            raise ValueError(f"the {self.name} backbone decodes greedily only (do_sample=False)")
-        start = time.perf_counter()
-        embeds, positions, at, n_text = self._prompt(visual_tokens, prompt)
-        n_visual = visual_tokens.shape[0]
-        next_position = int(positions.max()) + 1
-        after_prune: int | None = None
-
-        def prefill() -> tuple[torch.Tensor, Any]:
-            nonlocal after_prune
-            if llm_prune is None:
-                out = self.model(inputs_embeds=embeds, position_ids=positions, use_cache=True, logits_to_keep=1)
-                return out.logits[0, -1], out.past_key_values
-            logits, cache, kept, _ = prefill_pruned(
-                self.model, embeds, positions, range(at, at + n_visual), llm_prune.layer, llm_prune.keep_ratio
-            )
-            after_prune = len(kept)
-            return logits, cache
-
-        def step(token: int, i: int, cache: Any) -> tuple[torch.Tensor, Any]:
-            position = torch.full((3, 1, 1), next_position + i, device=self.device, dtype=torch.long)
-            ids = torch.tensor([[token]], device=self.device)
-            if llm_prune is None:
-                out = self.model(input_ids=ids, position_ids=position, past_key_values=cache, use_cache=True,
-                                 logits_to_keep=1)
-                return out.logits[0, -1], out.past_key_values
-            # layers hold different cache lengths after pruning, so run them directly (no mask: one query)
-            hidden = self.model.get_input_embeddings()(ids)
-            return llm_layers(self.model, hidden, position, cache, None)[0, -1], cache
-
-        out = greedy(prefill, step, self.stop_ids, config.max_new_tokens, start,
-                     choice_token_ids(self.tokenizer, config.choices) if config.choices else None)
-        return Generation(
-            text=self.tokenizer.decode(out.tokens, skip_special_tokens=True),
-            visual_tokens=n_visual, text_tokens=n_text, generated_tokens=len(out.tokens),
-            timings_s={"prefill": out.prefill_s, "decode": out.decode_s},
-            visual_tokens_after_llm_prune=after_prune,
-        )
+        embeds = self._splice(ids[:at], tokens, ids[at + 1 :])
+        positions = None
+        if visual.rows is not None and visual.source is not None:
+            full = self.video_positions(ids, at, visual.source)
+            n_full = visual.source.flat.shape[0]
+            rows = visual.rows.to(self.device)
+            if rows.numel() and not 0 <= int(rows.min()) <= int(rows.max()) < n_full:
+                raise ValueError(f"token rows must lie in [0, {n_full}), got [{int(rows.min())}, {int(rows.max())}]")
+            positions = torch.cat([full[:, :at], full[:, at + rows], full[:, at + n_full :]], dim=1)[:, None, :]
+        return PromptInputs(embeds, range(at, at + len(visual)), len(visual), len(ids) - 1, positions)
 
 
 def _sampled_fps(frames: Frames) -> float:

@@ -32,7 +32,7 @@ from harness.data.needle import NeedleConfig, ensure_needle_dataset
 from harness.core.paths import REPO_ROOT, cache_dir
 from harness.run.pipeline import Decoded, Pipeline
 from harness.results.summary import build_summary, markdown_table, provenance
-from harness.run.runner import RunnerConfig, RunStats, run_samples
+from harness.run.runner import Runner, RunnerConfig, RunStats
 from harness.data.samples import load_samples
 from harness.model.specs import Component, ModelSpec
 from harness.data.tasks import get_task
@@ -151,7 +151,7 @@ def timed_run(samples: list, spec: ModelSpec, config: RunnerConfig, journal: Pat
         if sink:
             sink.append(result)
 
-    stats = run_samples(samples, spec, get_task("needle"), None, config, on_result)
+    stats = Runner(samples, spec, get_task("needle"), None, config, on_result).run()
     if sink:
         sink.close()
     return stats, results
@@ -181,7 +181,7 @@ def bench_runner(out_dir: Path) -> dict[str, Any]:
                                    RunnerConfig(workers=workers, decode_workers=2), journal)
         ideal = max(stats.model_busy_s / workers, stats.decode_busy_s / stats.decode_actors, stats.longest_sample_s)
         start = time.perf_counter()
-        build_summary(results, task.metric.breakdown, stats.makespan_s, config, origin=origin)
+        build_summary(results, task.metric, stats.makespan_s, config, stats=stats, origin=origin)
         scoring_s = time.perf_counter() - start
         p3[workers] = {**dataclasses.asdict(stats), "ideal_s": ideal, "makespan_vs_ideal": stats.makespan_s / ideal,
                        "scoring_s": scoring_s, "predictions": sorted((r.id, r.pred) for r in results)}

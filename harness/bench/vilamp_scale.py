@@ -9,6 +9,7 @@ Writes results/bench/vilamp_scale.json; `python -m harness.bench.vilamp_scale [-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -44,19 +45,19 @@ def run_one(model: str, n: int, threads: int) -> dict:
     import psutil
     import torch
 
-    from harness.backbones import BACKBONES
     from harness.core.measure import PeakMemory
     from harness.core.records import Sample
-    from harness.methods.reduction import REDUCERS, ReductionContext
-    from harness.methods.selection import SELECTORS
+    from harness.methods.reduction import ReductionContext
     from harness.model.specs import MODELS as SPECS
+    from harness.model.video_model import VideoModel
     from harness.vilamp import vilamp_visual_tokens
 
     torch.set_num_threads(threads)
     spec = SPECS.get(model)
-    backbone = BACKBONES.get(spec.backbone.name)(**spec.backbone.args)
-    selector = SELECTORS.get(spec.selector.name)(**{**spec.selector.args, "max_frames": n})
-    reducer = REDUCERS.get(spec.reducer.name)(**spec.reducer.args)
+    spec = dataclasses.replace(spec, selector=dataclasses.replace(spec.selector,
+                                                                  args={**spec.selector.args, "max_frames": n}))
+    video_model = VideoModel(spec)
+    backbone, selector, reducer = video_model.backbone, video_model.selector, video_model.reducer
     sample = Sample(id="bench", task="bench", video="", question=QUESTION, options=("a", "b"), answer=0)
     source = SyntheticVideo()
 
@@ -69,7 +70,7 @@ def run_one(model: str, n: int, threads: int) -> dict:
             start = time.perf_counter()
             visual = reducer.reduce_stream(source, ReductionContext(sample, selection, meta, backbone))
             times["merge_s"] = time.perf_counter() - start
-        return len(selection.keyframes), visual.shape[0] + 1, times  # + image_newline
+        return len(selection.keyframes), len(visual) + 1, times  # + image_newline
 
     once(64)  # warm-up: lazy loads (tiny-clip) and first-call allocations are not part of the scale figure
     base_mb = psutil.Process().memory_info().rss / 2**20

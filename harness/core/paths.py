@@ -1,4 +1,4 @@
-"""Where the harness keeps generated data, built models and task files."""
+"""Where the harness keeps generated data, built models, task files and model spec files."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ def cache_dir() -> Path:
 def tasks_dir() -> Path:
     """Task YAML files (`HARNESS_TASKS_DIR`, default the repository's tasks/)."""
     return Path(os.environ.get("HARNESS_TASKS_DIR", REPO_ROOT / "tasks"))
+
+
+def specs_dir() -> Path:
+    """Model spec YAML files (`HARNESS_SPECS_DIR`, default the repository's specs/)."""
+    return Path(os.environ.get("HARNESS_SPECS_DIR", REPO_ROOT / "specs"))
 
 
 def results_dir() -> Path:

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from harness.core.status import Status
 
 if TYPE_CHECKING:  # records hold tensors; torch is imported by the stages that make them
     import torch
 
 LETTERS = string.ascii_uppercase  # option letters: option i is LETTERS[i]
-
-Status = Literal["ok", "unparsed", "missing", "decode_error", "model_error", "oom", "timeout", "retries_exhausted"]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.core.config import ConfigError
 from harness.core.registry import Registry
-from harness.data.samples import LETTERS
+from harness.core.records import LETTERS
 
 Row = dict[str, Any]
 Adapter = Callable[[Mapping[str, Any]], Row]

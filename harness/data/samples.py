@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import importlib
 import re
-import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.core.config import ConfigError
 from harness.core.paths import cache_dir
-from harness.core.records import Sample
+from harness.core.records import LETTERS, Sample
 from harness.data.tasks import FieldMap, TaskSpec
 
-LETTERS = string.ascii_uppercase
 _OPTION_PREFIX = re.compile(r"^\s*\(?([A-Z])[\.\):]\s*")
 _FORMATS = {".parquet": "parquet", ".json": "json", ".jsonl": "json"}
 
@@ -64,7 +62,7 @@ def load_rows(task: TaskSpec, root: Path, files: Sequence[str | Path] | None = N
 
 
 def adapt_rows(task: TaskSpec, rows: Sequence[Mapping[str, Any]], where: str) -> list[dict[str, Any]]:
-    """Apply the task's row adapter (harness/adapters.py), naming the row that fails."""
+    """Apply the task's row adapter (harness/data/adapters.py), naming the row that fails."""
     if task.dataset.adapter is None:
         return [dict(row) for row in rows]
     from harness.data.adapters import ADAPTERS

@@ -79,7 +79,7 @@ class SubtitleSpec:
 
     path: str  # like video_path: "{root}/subtitle/{videoID}.srt"
     format: Literal["srt", "lvb_json"] = "srt"
-    select: Literal["frames", "interleaved"] = "frames"  # VideoMME rule / LongVideoBench rule (harness/subtitles.py)
+    select: Literal["frames", "interleaved"] = "frames"  # VideoMME rule / LongVideoBench rule (data/subtitles.py)
     offset: str | None = None  # column of seconds subtracted from subtitle times
     missing: str = "No subtitles available"  # text when the video has no subtitle file (lmms-eval VideoMME)
 
@@ -119,16 +119,31 @@ def load_task_file(path: Path) -> TaskSpec:
     return spec
 
 
+# The last discovery per tasks directory (resolved), with the (path, mtime, size) of every YAML under it then:
+# a run calls `get_task` several times, and tests point HARNESS_TASKS_DIR at temp dirs they then edit.
+_DISCOVERED: dict[Path, tuple[tuple[tuple[str, int, int], ...], Registry[Path]]] = {}
+
+
 def discover(directory: Path | None = None) -> Registry[Path]:
-    """Every task YAML under `directory`, keyed by its `task:` name; parse errors are raised, never hidden."""
+    """Every task YAML under `directory`, keyed by its `task:` name; parse errors are raised, never hidden.
+
+    Rescanned only when a YAML under the directory was added, removed or changed since the last call.
+    """
+    directory = directory or tasks_dir()
+    paths = sorted(directory.glob("**/*.yaml"))
+    stamp = tuple((str(p), (st := p.stat()).st_mtime_ns, st.st_size) for p in paths)
+    cached = _DISCOVERED.get(directory.resolve())
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
     registry: Registry[Path] = Registry("task")
-    for path in sorted((directory or tasks_dir()).glob("**/*.yaml")):
+    for path in paths:
         if path.name.startswith("_"):
             continue
         name = load_yaml(path).get("task")
         if not isinstance(name, str):
             raise ConfigError(f"{path}: missing the `task:` name")
         registry.register(name, path)
+    _DISCOVERED[directory.resolve()] = (stamp, registry)
     return registry
 
 

@@ -18,10 +18,10 @@ from lmms_eval.models.registry_v2 import ModelManifest
 
 from harness.core.config import ConfigError
 from harness.core.measure import StageTimer
-from harness.run.pipeline import Pipeline
-from harness.core.records import GenerationConfig, Prompt, Sample, SampleResult
+from harness.core.records import GenerationConfig, Prompt, Sample
+from harness.model.preflight import check_spec
 from harness.model.specs import MODELS
-from harness.data.tasks import get_task
+from harness.model.video_model import VideoModel
 
 MODEL_ID = "vilamp_harness"
 DEFAULT_MAX_NEW_TOKENS = 16  # when a task sets none (all four of our benchmarks do)
@@ -45,19 +45,19 @@ class HarnessLMM(lmms):
         if str(batch_size) != "1":
             raise ConfigError(f"{MODEL_ID}: batch_size={batch_size} is not supported; run with --batch_size 1")
         self.spec = MODELS.get(spec)
-        # Pipeline needs a task for its prompt defaults; here lmms-eval renders the prompt, so any task serves.
-        self.pipeline = Pipeline(self.spec, get_task("needle"))
-        if self.pipeline.streaming:
+        check_spec(self.spec)
+        # The model half alone: lmms-eval renders the prompt and scores the answer.
+        self.model = VideoModel(self.spec)
+        if self.model.streaming:
             raise ConfigError(f"{MODEL_ID}: spec {spec!r} streams frames inside the model; run it with `harness eval`")
 
     def _answer(self, ctx: str, gen_kwargs: dict[str, Any], video: str, doc_id: int, task: str) -> str:
         sample = Sample(id=f"{task}/{doc_id}", task=task, video=video, question=ctx, options=(), answer=None)
-        decoded = self.pipeline.decode(sample)
-        if isinstance(decoded, SampleResult):  # missing / undecodable video: say so instead of answering blind
-            raise RuntimeError(f"{MODEL_ID}: {decoded.status}: {decoded.error}")
-        visual = self.pipeline.visual_tokens(sample, decoded, StageTimer())
+        timer = StageTimer()
+        decoded = self.model.decode(sample, timer)  # a missing / undecodable video raises: no blind answer
+        visual, _ = self.model.visual(sample, decoded, timer)
         cap = int(gen_kwargs.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
-        return self.pipeline.generate(visual, Prompt(system="", user=ctx), GenerationConfig(max_new_tokens=cap)).text
+        return self.model.generate(visual, Prompt(system="", user=ctx), GenerationConfig(max_new_tokens=cap)).text
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
         answers = []

@@ -18,12 +18,13 @@ import torch
 from tokenizers.processors import TemplateProcessing
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
 
-from harness.backbones.hf_common import resolve_dtype, save_atomically
-from harness.backbones.tiny import ENDOFTEXT, IM_START, _train_tokenizer, ensure_checkpoint
 from harness.core.config import ConfigError
 from harness.core.paths import cache_dir
 from harness.core.records import Frames
 from harness.core.registry import Registry
+from harness.hf.checkpoints import save_all, tiny_checkpoint
+from harness.hf.loading import resolve_dtype
+from harness.hf.text import ENDOFTEXT, IM_START, tiny_tokenizer
 
 CHUNK = 64  # frames per encoder forward: bounds activation memory on 10K-frame videos
 
@@ -94,7 +95,7 @@ def build_tiny_clip(seed: int = 0) -> tuple[CLIPModel, CLIPImageProcessor, objec
     """A seeded tiny CLIP: 32 px images, 4×4 patches, 2-layer towers, 32-d joint space."""
     # The tiny backbone's BPE, framed like CLIP's "<|startoftext|> text <|endoftext|>"; the text tower pools at
     # the EOS position (an EOS id of 2 would select transformers' legacy argmax pooling, hence <|endoftext|>).
-    tokenizer = _train_tokenizer()
+    tokenizer = tiny_tokenizer()
     bos, eos = tokenizer.convert_tokens_to_ids(IM_START), tokenizer.convert_tokens_to_ids(ENDOFTEXT)
     tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
         single=f"{IM_START} $A {ENDOFTEXT}", special_tokens=[(IM_START, bos), (ENDOFTEXT, eos)])
@@ -115,16 +116,6 @@ def build_tiny_clip(seed: int = 0) -> tuple[CLIPModel, CLIPImageProcessor, objec
     return model.eval(), processor, tokenizer
 
 
-def build_tiny_clip_checkpoint(directory: Path, seed: int = 0) -> Path:
-    def write(staging: Path) -> None:
-        model, processor, tokenizer = build_tiny_clip(seed)
-        model.save_pretrained(staging)
-        processor.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-
-    return save_atomically(directory, write)
-
-
 def load_clip_dir(name: str, directory: Path, dtype: str = "float32", device: str = "cpu") -> CLIPEncoder:
     model = CLIPModel.from_pretrained(directory, dtype=resolve_dtype(dtype)).to(device)
     return CLIPEncoder(name, model, AutoImageProcessor.from_pretrained(directory),
@@ -132,9 +123,9 @@ def load_clip_dir(name: str, directory: Path, dtype: str = "float32", device: st
 
 
 def load_tiny_clip(*, seed: int = 0, device: str = "cpu") -> CLIPEncoder:
-    directory = cache_dir() / "models" / f"tiny-clip-v{TINY_CLIP_FORMAT}-seed{seed}"
-    return load_clip_dir("tiny-clip", ensure_checkpoint(directory, seed, build=build_tiny_clip_checkpoint),
-                         device=device)
+    directory = tiny_checkpoint("clip", TINY_CLIP_FORMAT, seed,
+                                lambda staging: save_all(staging, *build_tiny_clip(seed)))
+    return load_clip_dir("tiny-clip", directory, device=device)
 
 
 # ---------------------------------------------------------------- clip-vit-b32

@@ -1,47 +1,50 @@
-"""Token reducers: what happens to per-frame visual tokens before they enter the LLM.
+"""Token reducers: what happens to the encoded visual tokens before (or, through a request, inside) the LLM.
 
-A reducer declares the hook it uses; `none` keeps every token in time order.
+A reducer maps an `EncodedVideo` to the `VisualSequence` the LLM reads. It declares, as class attributes, the
+backbone hooks it calls (`requires`, in harness.methods.hooks' vocabulary) and whether every token it emits is
+placed at a declared encoded row (`emits_rows`): backbones that place tokens by grid position (Qwen2.5-VL) can
+take only such reducers. The preflight checks both against the backbone class before a run starts.
+`none` keeps every token in time order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Protocol
 
-import torch
-
-from harness.core.records import Frames, FrameSelection, Sample
+from harness.core.records import EncodedVideo, Frames, FrameSelection, Sample, VisualSequence
 from harness.core.registry import Registry
-
-Hook = Literal["none", "visual", "vision_attention", "llm", "llm_prune"]  # the backbone hook a reducer uses
 
 
 @dataclass(frozen=True, eq=False)
 class ReductionContext:
-    """What a reducer may consult besides the tokens: the question, the chosen frames and the backbone's hooks."""
+    """What a reducer may consult besides the tokens: the question, the chosen frames and the backbone, whose
+    methods it may call only for the hooks it `requires` (or checks in `backbone.hooks` first)."""
 
     sample: Sample
     selection: FrameSelection
     frames: Frames  # the frames whose tokens are being reduced, in time order
-    backbone: Any  # a harness.backbones.Backbone; reducers call its hooks (embed_text, ...)
+    backbone: Any  # a harness.backbones.base.Backbone
 
 
 class TokenReducer(Protocol):
-    name: str
-    hook: Hook
+    name: ClassVar[str]
+    requires: ClassVar[frozenset[str]]
+    emits_rows: ClassVar[bool]
 
-    def reduce(self, tokens: torch.Tensor, ctx: ReductionContext) -> torch.Tensor:
-        """Per-frame tokens [T, M, C] (T = len(ctx.frames)) in, the LLM's visual sequence [L, C] out."""
+    def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
+        """Encoded tokens [T, M, C] (T rows for the frames of ctx.frames) in, the LLM's visual sequence out."""
         ...
 
 
 @dataclass(frozen=True)
 class NoReduction:
-    name: str = "none"
-    hook: Hook = "none"
+    name: ClassVar[str] = "none"
+    requires: ClassVar[frozenset[str]] = frozenset()
+    emits_rows: ClassVar[bool] = True
 
-    def reduce(self, tokens: torch.Tensor, ctx: ReductionContext) -> torch.Tensor:
-        return tokens.reshape(-1, tokens.shape[-1])
+    def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
+        return VisualSequence.whole(encoded)
 
 
 REDUCERS: Registry = Registry("token reducer")

@@ -2,19 +2,22 @@
 
 Selection runs in two steps so that only needed frames are decoded: `plan` names the candidate frames
 from the video's metadata alone; `select` picks from the decoded candidates (query-aware methods look
-at their pixels; uniform sampling keeps them all).
+at their pixels; uniform sampling keeps them all). A selector declares the backbone hooks it needs in
+`requires` (checked by the preflight), and `streaming = True` when it decodes its frames itself, a chunk at a time,
+inside the model actor (ViLAMP at 10K frames: `select_stream`, paired with a reducer that has `reduce_stream`).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from harness.core.records import Frames, FrameSelection, Sample, VideoMeta
 from harness.core.registry import Registry
 
 
 class FrameSelector(Protocol):
-    name: str
+    name: ClassVar[str]
+    requires: frozenset[str]  # backbone hooks; may depend on the arguments (DKS with encoder="backbone")
 
     def plan(self, meta: VideoMeta) -> tuple[int, ...]:
         """Sorted, unique frame numbers to decode."""

@@ -1,11 +1,39 @@
-"""Runnable MODEL specs: a named backbone × frame selector × token reducer, each a name plus arguments."""
+"""Runnable MODEL specs: a named backbone × frame selector × token reducer, each a name plus arguments.
+
+The specs are data: the YAML files under `specs_dir()` (specs/, or `HARNESS_SPECS_DIR`), read with the strict
+config code on the first use of MODELS, once per process. A file may hold three keys:
+
+    specs:                                   # explicit entries
+      - name: tiny-uniform
+        description: tiny backbone, 16 uniform frames
+        backbone: tiny                       # a component: a name, or {name: ..., <its arguments>}
+        selector: {name: uniform, n: 16}
+        reducer: none                        # the default
+        answer: option_letter                # default: generate
+    grid:                                    # one spec `<base>-<method>` per base × method
+      bases: {<base>: {backbone: ..., answer: ..., vars: {n: 16}}}
+      methods: {<method>: {description: ..., selector: {name: uniform, n: "{n}"}, reducer: ...}}
+    aliases: {old-name: spec-name}           # another name for a spec, which MODELS.get returns
+
+Files named `_*.yaml` are only `include:` bases. Budget mode's `tokens_per_frame` is not written: the loader takes
+it from the backbone class. Every spec is checked against its backbone class (harness.model.preflight) as it is
+loaded; an explicit entry that fails is an error, a grid pair that fails is left out.
+"""
 
 from __future__ import annotations
 
+import re
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from harness.core.registry import Registry
+from harness.backbones import BACKBONES
+from harness.core.config import ConfigError, build, load_yaml
+from harness.core.paths import specs_dir
+from harness.core.registry import Registry, UnknownNameError
+from harness.model.preflight import build_methods, check_combination
 
 
 @dataclass(frozen=True)
@@ -18,7 +46,10 @@ class Component:
         return f"{self.name}({args})"
 
 
-ANSWER_MODES = ("generate", "option_letter")
+# "generate": free text, parsed by the task's extractor. "option_letter": one greedy step restricted to the
+# option letters (GenerationConfig.choices) — for random tiny checkpoints, which cannot follow the format.
+Answer = Literal["generate", "option_letter"]
+ANSWER_MODES: tuple[str, ...] = typing.get_args(Answer)
 
 
 @dataclass(frozen=True)
@@ -28,185 +59,210 @@ class ModelSpec:
     backbone: Component
     selector: Component
     reducer: Component = Component("none")
-    # "generate": free text, parsed by the task's extractor. "option_letter": one greedy step restricted to the
-    # option letters (GenerationConfig.choices) — for random tiny checkpoints, which cannot follow the format.
-    answer: str = "generate"
+    answer: Answer = "generate"
 
     def __post_init__(self) -> None:
         if self.answer not in ANSWER_MODES:
             raise ValueError(f"model spec {self.name!r}: answer must be one of {ANSWER_MODES}, got {self.answer!r}")
 
     def hooks(self) -> str:
-        """What the selector and reducer need beyond encode/generate: their declared `hook`s joined by "+"."""
-        from harness.methods.reduction import REDUCERS
-        from harness.methods.selection import SELECTORS
-
-        used = [getattr(registry.get(part.name), "hook", "unspecified")
-                for registry, part in ((SELECTORS, self.selector), (REDUCERS, self.reducer))]
-        return "+".join(h for h in used if h != "none") or "none"
+        """The backbone hooks the selector and reducer require, joined by "+" ("none" when they need none)."""
+        selector, reducer = build_methods(self)
+        return "+".join(sorted(selector.requires | reducer.requires)) or "none"
 
 
-MODELS: Registry[ModelSpec] = Registry("model")
+# ---- the YAML schema (harness.core.config.build checks keys and types against these)
+
+ComponentYaml = str | dict[str, Any]  # `tiny`, or `{name: uniform, n: 16}`
 
 
-def _add(spec: ModelSpec) -> None:
-    MODELS.register(spec.name, spec)
+@dataclass(frozen=True)
+class SpecEntry:
+    name: str
+    description: str
+    backbone: ComponentYaml
+    selector: ComponentYaml
+    reducer: ComponentYaml = "none"
+    answer: Answer = "generate"
 
 
-_add(ModelSpec(
-    "tiny-uniform",
-    "tiny random LLaVA-OneVision (offline default), 16 uniform frames, no token reduction",
-    Component("tiny"), Component("uniform", {"n": 16}),
-    answer="option_letter",
-))
-_add(ModelSpec(
-    "tiny-uniform-1fps",
-    "tiny random LLaVA-OneVision, 1 frame per second capped at 64 frames, no token reduction",
-    Component("tiny"), Component("uniform", {"fps": 1.0, "max_frames": 64}),
-    answer="option_letter",
-))
-# Baselines on the tiny backbone (baselines/*.py hold each method's paper defaults and sources).
-_TINY_TOKENS_PER_FRAME = 16  # 8×8 SigLIP patches pooled 2× (harness/backbones/tiny.py); a test checks it
-_add(ModelSpec(
-    "tiny-uniform-vilamp-budget",
-    "tiny backbone, uniform frames budget-matched to ViLAMP's visual tokens on each video (1 fps ≤ 600, K=32)",
-    Component("tiny"), Component("uniform", {"budget": "vilamp", "tokens_per_frame": _TINY_TOKENS_PER_FRAME}),
-    answer="option_letter",
-))
-_add(ModelSpec(
-    "tiny-topk",
-    "tiny backbone, top-32 frames by tiny-clip question relevance from a 1 fps pool",
-    Component("tiny"), Component("topk", {"k": 32, "encoder": "tiny-clip"}),
-    answer="option_letter",
-))
-_add(ModelSpec(
-    "tiny-aks",
-    "tiny backbone, AKS judge-and-split keyframes (M=32, t1=0.8, depth 5) by tiny-clip relevance, 1 fps pool",
-    Component("tiny"), Component("aks", {"max_frames": 32, "encoder": "tiny-clip"}),
-    answer="option_letter",
-))
-_add(ModelSpec(
-    "tiny-bolt",
-    "tiny backbone, BOLT inverse-CDF keyframes (n=32, power 3) by tiny-clip relevance, 1 fps pool",
-    Component("tiny"), Component("bolt", {"n": 32, "power": 3.0, "encoder": "tiny-clip"}),
-    answer="option_letter",
-))
-# tiny has 16 tokens per frame: VisionZip's 64/576 would keep 2 and no contextual token, so use the 25% row.
-_add(ModelSpec(
-    "tiny-visionzip",
-    "tiny backbone, 16 uniform frames, VisionZip (mean received SigLIP attention) keeping 25% of tokens per frame",
-    Component("tiny"), Component("uniform", {"n": 16}), Component("visionzip", {"retention": 0.25}),
-    answer="option_letter",
-))
-_add(ModelSpec(
-    "tiny-tome",
-    "tiny backbone, 16 uniform frames, ToMe bipartite merging of the video tokens down to 25%",
-    Component("tiny"), Component("uniform", {"n": 16}), Component("tome", {"keep_ratio": 0.25}),
-    answer="option_letter",
-))
-_add(ModelSpec(
-    "tiny-dycoke",
-    "tiny backbone, 16 uniform frames, DyCoke temporal merging (windows of 4, K=0.7)",
-    Component("tiny"), Component("uniform", {"n": 16}), Component("dycoke", {"prune_ratio": 0.7}),
-    answer="option_letter",
-))
-# The tiny LLM has 2 layers, so FastV's K=2 would prune after the last one: K=1.
-_add(ModelSpec(
-    "tiny-fastv",
-    "tiny backbone, 16 uniform frames, FastV pruning 50% of visual tokens from LLM layer 1",
-    Component("tiny"), Component("uniform", {"n": 16}), Component("fastv", {"layer": 1, "ratio": 0.5}),
-    answer="option_letter",
-))
-# Real transformers backbone classes. `*-tiny-*`: seeded tiny random checkpoints of the same class (offline);
-# `*-7b-*`: the published checkpoints by hub id (offline they must already be in the local HF cache), at each
-# paper's frame count: LLaVA-OV 32 (arXiv 2408.03326), LLaVA-Video 64 (arXiv 2410.02713), Qwen2.5-VL 2 fps ≤ 768
-# (arXiv 2502.13923, as lmms-eval's qwen2_5_vl runs it).
-_HUBS = (
-    ("llava-ov", "LLaVA-OneVision", "llava-hf/llava-onevision-qwen2-7b-ov-hf", {"n": 32}),
-    ("llava-video", "LLaVA-Video (LLaVA-OV class)", "llava-hf/LLaVA-Video-7B-Qwen2-hf", {"n": 64}),
-    ("qwen25vl", "Qwen2.5-VL", "Qwen/Qwen2.5-VL-7B-Instruct", {"fps": 2.0, "max_frames": 768}),
-)
-for _family, _desc, _hub, _sel in _HUBS:
-    _add(ModelSpec(
-        f"{_family}-tiny-uniform",
-        f"tiny random {_desc} (real transformers class, offline), 16 uniform frames, no token reduction",
-        Component(_family, {"tiny_seed": 0}), Component("uniform", {"n": 16}),
-        answer="option_letter",
-    ))
-    _add(ModelSpec(
-        f"{_family}-7b-uniform",
-        f"{_desc} 7B ({_hub}, bfloat16), uniform {_sel}, no token reduction",
-        Component(_family, {"checkpoint": _hub, "dtype": "bfloat16"}), Component("uniform", _sel),
-    ))
-# The standard comparison on each real backbone: the paper's uniform frames (above), uniform at ViLAMP's budget,
-# the keyframe selectors, the token reducers and training-free ViLAMP. Tiny variants use the tiny CLIP and the
-# tiny LLM's 2 layers (FastV at K=1); 7B variants use CLIP ViT-B/32 and FastV's K=2 (arXiv 2403.06764).
-# reducers that emit tokens that are not rows of encode_frames and do not declare rows (the "token_positions" hook)
-_MERGING = ("visionzip", "tome")
-_PER_FRAME_7B = {"llava-ov": 196, "llava-video": 196}  # LLaVA-OV video frames: 27×27 SigLIP grid pooled to 14×14
-for _family, _desc, _frames_7b in (("llava-ov", "LLaVA-OneVision", 32), ("llava-video", "LLaVA-Video", 64),
-                                   ("qwen25vl", "Qwen2.5-VL", 32)):
-    for _size, _backbone, _encoder, _n, _fastv_layer, _answer in (
-        ("tiny", {"tiny_seed": 0}, "tiny-clip", 16, 1, "option_letter"),
-        ("7b", {"checkpoint": {f: hub for f, _, hub, _ in _HUBS}[_family], "dtype": "bfloat16"}, "clip-vit-b32", _frames_7b, 2, "generate"),
-    ):
-        _base = f"{_family}-{_size}"
-        _bb = Component(_family, _backbone)
-        _uniform = Component("uniform", {"n": _n})
-        _variants: list[tuple[str, str, Component, Component]] = [
-            ("topk", f"top-32 frames by {_encoder} relevance", Component("topk", {"k": 32, "encoder": _encoder}),
-             Component("none")),
-            ("aks", f"AKS keyframes (M=32) by {_encoder}", Component("aks", {"max_frames": 32, "encoder": _encoder}),
-             Component("none")),
-            ("bolt", f"BOLT keyframes (n=32, power 3) by {_encoder}",
-             Component("bolt", {"n": 32, "power": 3.0, "encoder": _encoder}), Component("none")),
-            # 16 tokens per tiny frame: VisionZip's 64/576 would keep 2 and no contextual token (as tiny-visionzip)
-            ("visionzip", f"{_n} uniform frames, VisionZip", _uniform,
-             Component("visionzip", {"retention": 0.25} if _size == "tiny" else {})),
-            ("tome", f"{_n} uniform frames, ToMe to 25%", _uniform, Component("tome")),
-            ("dycoke", f"{_n} uniform frames, DyCoke temporal merging", _uniform, Component("dycoke")),
-            ("fastv", f"{_n} uniform frames, FastV pruning 50% from layer {_fastv_layer}", _uniform,
-             Component("fastv", {"layer": _fastv_layer, "ratio": 0.5})),
-            ("vilamp-tf", f"training-free ViLAMP: {_encoder} DKS (K=32, τ=0.85) + DFM on its own tokens",
-             Component("dks-stream", {"k": 32, "tau": 0.85, "fill": True, "encoder": _encoder}), Component("dfm")),
-        ]
-        # Qwen2.5-VL's tokens per frame depend on the frame size (dynamic resolution), so no fixed-budget spec; and a
-        # merged token has an M-RoPE (time, row, column) position only if its reducer declares its row (DFM does).
-        if _family in _PER_FRAME_7B:
-            _per_frame = _TINY_TOKENS_PER_FRAME if _size == "tiny" else _PER_FRAME_7B[_family]
-            _variants.insert(0, ("uniform-vilamp-budget", "uniform frames at ViLAMP's visual-token budget",
-                                 Component("uniform", {"budget": "vilamp", "tokens_per_frame": _per_frame}),
-                                 Component("none")))
-        for _method, _what, _selector, _reducer in _variants:
-            if _family == "qwen25vl" and _method in _MERGING:
+@dataclass(frozen=True)
+class GridBase:
+    backbone: ComponentYaml
+    answer: Answer = "generate"
+    vars: dict[str, Any] = field(default_factory=dict)  # what the methods' "{var}" placeholders stand for
+
+
+@dataclass(frozen=True)
+class GridMethod:
+    description: str
+    selector: ComponentYaml
+    reducer: ComponentYaml = "none"
+
+
+@dataclass(frozen=True)
+class Grid:
+    bases: dict[str, GridBase]
+    methods: dict[str, GridMethod]
+
+
+@dataclass(frozen=True)
+class SpecFile:
+    specs: tuple[SpecEntry, ...] = ()
+    grid: Grid | None = None
+    aliases: dict[str, str] = field(default_factory=dict)
+
+
+# ---- loading
+
+
+def load_specs(directory: Path) -> dict[str, ModelSpec]:
+    """Every spec and alias the YAML files in `directory` define, by name (an alias maps to its spec)."""
+    paths = [p for p in sorted(directory.glob("**/*.yaml")) if not p.name.startswith("_")]
+    if not paths:
+        raise ConfigError(f"{directory}: no model spec YAML files (HARNESS_SPECS_DIR names another directory)")
+    defined: dict[str, Path] = {}  # every name → the file that defines it, to report duplicates
+    specs: Registry[ModelSpec] = Registry("model")
+    aliases: list[tuple[str, str, Path]] = []
+
+    def claim(name: str, path: Path) -> None:
+        if name in defined:
+            raise ConfigError(f"{path}: model {name!r} is already defined in {defined[name]}")
+        defined[name] = path
+
+    for path in paths:
+        file = build(SpecFile, load_yaml(path), where=str(path))
+        for spec in _file_specs(file, path):
+            claim(spec.name, path)
+            specs.register(spec.name, spec)
+        for alias, target in file.aliases.items():
+            claim(alias, path)
+            aliases.append((alias, target, path))
+    named = {name: specs.get(name) for name in specs}
+    for alias, target, path in aliases:
+        try:
+            named[alias] = specs.get(target)
+        except UnknownNameError as exc:
+            raise ConfigError(f"{path}: aliases.{alias}: {exc}") from None
+    return named
+
+
+def _file_specs(file: SpecFile, path: Path) -> Iterator[ModelSpec]:
+    for entry in file.specs:
+        yield _resolve(entry, path)
+    if file.grid is not None:
+        yield from _expand(file.grid, path)
+
+
+def _resolve(entry: SpecEntry, path: Path) -> ModelSpec:
+    """The ModelSpec an entry stands for, with budget mode's tokens per frame filled in, checked by the preflight."""
+    where = f"model {entry.name!r}"
+    try:
+        backbone = _component(entry.backbone, f"{where}: backbone")
+        selector = _budget_tokens(_component(entry.selector, f"{where}: selector"), backbone, where)
+        spec = ModelSpec(entry.name, entry.description, backbone, selector,
+                         _component(entry.reducer, f"{where}: reducer"), entry.answer)
+        check_combination(spec)
+    except UnknownNameError as exc:  # a misspelt component name
+        raise ConfigError(f"{path}: {where}: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return spec
+
+
+def _component(value: ComponentYaml, where: str) -> Component:
+    if isinstance(value, str):
+        return Component(value)
+    args = dict(value)
+    name = args.pop("name", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: a component mapping needs `name:` (a string), got {value!r}")
+    return Component(name, args)
+
+
+def _budget_tokens(selector: Component, backbone: Component, where: str) -> Component:
+    """Budget mode counts tokens in the backbone's units, so its tokens per frame come from the backbone class
+    (`tokens_per_frame_for`), never from a constant in a spec that would go stale when the backbone changes."""
+    if selector.args.get("budget") is None:
+        return selector
+    if "tokens_per_frame" in selector.args:
+        raise ConfigError(f"{where}: selector {selector.name!r}: remove tokens_per_frame; budget mode takes the "
+                          f"backbone's")
+    per_frame = BACKBONES.get(backbone.name).tokens_per_frame_for(**backbone.args)
+    if per_frame is None:
+        raise ConfigError(f"{where}: budget mode needs a fixed number of tokens per frame, and backbone {backbone} "
+                          f"has none (they depend on the frame size); use n or fps instead of budget")
+    return Component(selector.name, {**selector.args, "tokens_per_frame": per_frame})
+
+
+def _expand(grid: Grid, path: Path) -> Iterator[ModelSpec]:
+    """One spec per base × method. The grid is a product, so a pair the preflight rejects is left out (ToMe on
+    Qwen2.5-VL); a base or method left with no spec at all is an error, since that is a typo, not a mismatch."""
+    made: set[tuple[str, str]] = set()
+    rejected: dict[tuple[str, str], ConfigError] = {}
+    for base_name, base in grid.bases.items():
+        for method_name, method in grid.methods.items():
+            where = f"{path}: grid.methods.{method_name} on base {base_name!r}"
+            entry = SpecEntry(
+                f"{base_name}-{method_name}", _fill(method.description, base.vars, f"{where}: description"),
+                base.backbone, _fill(method.selector, base.vars, f"{where}: selector"),
+                _fill(method.reducer, base.vars, f"{where}: reducer"), base.answer,
+            )
+            try:
+                spec = _resolve(entry, path)
+            except ConfigError as exc:
+                rejected[base_name, method_name] = exc
                 continue
-            _add(ModelSpec(f"{_base}-{_method}", f"{_desc} {_size}: {_what}", _bb, _selector, _reducer,
-                           answer=_answer))
-# ViLAMP (arXiv 2504.02438), harness/vilamp/: DKS keyframes + DFM merged non-keyframes, streamed in chunks.
-# DKS switches as the official code: relevance floor 0.2 and fill-up to exactly K (notes/vilamp.md §1.2).
-_VILAMP_DKS = {"k": 32, "tau": 0.85, "floor": 0.2, "fill": True, "fps": 1.0, "max_frames": 600}
-_add(ModelSpec(
-    "vilamp",
-    "ViLAMP-7B, official checkpoint layout (orange-sk/ViLAMP-llava-qwen_sig): its CLIP DKS + learned DFM, 1 fps ≤ 600",
-    Component("vilamp"), Component("dks-stream", {**_VILAMP_DKS, "encoder": "backbone"}), Component("dfm"),
-))
-_add(ModelSpec(
-    "vilamp-tiny",
-    "the ViLAMP model code on a tiny random checkpoint in the official layout (offline), 1 fps ≤ 600",
-    Component("vilamp-tiny"), Component("dks-stream", {**_VILAMP_DKS, "encoder": "backbone"}), Component("dfm"),
-    answer="option_letter",
-))
-_add(ModelSpec(
-    "vilamp-tiny-10k",
-    "vilamp-tiny at 1 fps capped at 10,000 frames (streamed; for needle_10k)",
-    Component("vilamp-tiny"),
-    Component("dks-stream", {**_VILAMP_DKS, "encoder": "backbone", "max_frames": 10_000}), Component("dfm"),
-    answer="option_letter",
-))
-_add(ModelSpec(
-    "vilamp-tf",
-    "training-free ViLAMP on the tiny backbone: tiny-clip DKS (K=32, τ=0.85) + DFM on its own patch tokens",
-    Component("tiny"), Component("dks-stream", {"k": 32, "tau": 0.85, "fill": True, "encoder": "tiny-clip"}),
-    Component("dfm", {"alpha": 0.01, "lam": 1.0}),
-    answer="option_letter",
-))
+            made.add((base_name, method_name))
+            yield spec
+    for axis, key, names in ((1, "methods", grid.methods), (0, "bases", grid.bases)):
+        for name in names:
+            if not any(pair[axis] == name for pair in made):
+                first = next(exc for pair, exc in rejected.items() if pair[axis] == name)
+                raise ConfigError(f"{path}: grid.{key}.{name} yields no spec ({first})")
+
+
+_WHOLE_VAR = re.compile(r"\{(\w+)\}")
+
+
+def _fill(value: Any, variables: dict[str, Any], where: str) -> Any:
+    """A base's vars in a method's strings: "{var}" alone becomes the value itself (so `n: "{n}"` stays a number
+    and a var can be a whole component); other strings are str.format-ted; mappings are filled value by value."""
+    if isinstance(value, dict):
+        return {k: _fill(v, variables, f"{where}.{k}") for k, v in value.items()}
+    if not isinstance(value, str):
+        return value
+    try:
+        whole = _WHOLE_VAR.fullmatch(value)
+        return variables[whole[1]] if whole else value.format_map(variables)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"{where}: cannot fill {value!r} from the base's vars {sorted(variables)} ({exc!r})") from None
+
+
+class SpecRegistry(Registry[ModelSpec]):
+    """The specs of `specs_dir()`, loaded on first use, once: later lookups never re-read the YAML."""
+
+    def __init__(self) -> None:
+        super().__init__("model")
+        self._loaded = False
+
+    def _load(self) -> None:
+        if not self._loaded:
+            for name, spec in load_specs(specs_dir()).items():
+                self.register(name, spec)
+            self._loaded = True
+
+    def get(self, name: str) -> ModelSpec:
+        self._load()
+        return super().get(name)
+
+    def names(self) -> list[str]:
+        self._load()
+        return super().names()
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return super().__contains__(name)
+
+
+MODELS: Registry[ModelSpec] = SpecRegistry()

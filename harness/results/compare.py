@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.run.journal import read_journal
 from harness.core.records import SampleResult
-from harness.results.summary import markdown_table, stage_means, table_row
+from harness.results.summary import markdown_table, stage_costs, table_row
 
 
 class CompareError(ValueError):
@@ -28,7 +28,7 @@ class CompareError(ValueError):
 @dataclass(frozen=True)
 class Run:
     path: Path
-    summary: dict[str, Any]
+    summary: dict[str, Any]  # summary.json as written (`RunSummary.to_json`), of whichever version wrote it
     results: list[SampleResult]
 
     @property
@@ -86,7 +86,7 @@ def figures(runs: Sequence[tuple[str, Run]]) -> dict[str, Any]:
         source = {**run.summary["cost"], **run.summary["metrics"]}
         return Point(label, float(source[x]), float(source[y]), float(source[yerr]) if yerr else 0.0)
 
-    stages = [(label, stage_means(run.summary["cost"])) for label, run in runs]
+    stages = [(label, stage_costs(run.results)) for label, run in runs]  # the summary's means, from the journal
     return {
         "accuracy_vs_visual_tokens": scatter(
             [point(label, run, "visual_tokens_mean", "accuracy", "accuracy_stderr") for label, run in runs],

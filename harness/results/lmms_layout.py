@@ -14,7 +14,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,9 +77,8 @@ def doc_metrics(task: str, result: SampleResult, meta: dict[str, Any] | None = N
     return {"accuracy": score}
 
 
-def _headline(summary: dict[str, Any]) -> float | None:
+def _headline(metrics: Mapping[str, Any]) -> float | None:
     """Our headline (0–100): M-Avg where the task defines it, else accuracy; None when unscored."""
-    metrics = summary["metrics"]
     value = metrics.get("mavg", metrics.get("accuracy"))
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
@@ -92,20 +91,20 @@ def write_lmms_layout(
     run_dir: Path,
     task: str,
     model: str,
-    summary: dict[str, Any],
+    metrics: Mapping[str, Any],
     results: Sequence[SampleResult],
     samples: Sequence[Sample],
     config: dict[str, Any],
 ) -> tuple[Path, Path]:
-    """Write both files; returns (results json, samples jsonl)."""
+    """Write both files from the run's `RunSummary.metrics`; returns (results json, samples jsonl)."""
     spec = lmms_task(task)
     out = run_dir / "lmms_eval" / _sanitize(model)
     out.mkdir(parents=True, exist_ok=True)
     date_id = time.strftime("%Y%m%d_%H%M%S")
     key = f"{spec.metric},none"
-    headline = _headline(summary)
+    headline = _headline(metrics)
     value: Any = "N/A" if headline is None else headline * spec.scale / 100.0
-    stderr = summary["metrics"].get("accuracy_stderr")
+    stderr = metrics.get("accuracy_stderr")
     stderr_value: Any = "N/A" if stderr is None or spec.metric == "mlvu_percetion_score" \
         else float(stderr) * spec.scale / 100.0
     order = {s.id: i for i, s in enumerate(samples)}  # doc_id: the row's position in the task's sample list
@@ -126,7 +125,7 @@ def write_lmms_layout(
                    "limit": config.get("limit"), "gen_kwargs": generation},
         "date": time.time(),
         "harness": {"run_id": config.get("run_id"), "task": task, "prompt_profile": config.get("prompt_profile"),
-                    "extractor": config.get("extractor"), "breakdowns": summary["metrics"].get("breakdowns", {})},
+                    "extractor": config.get("extractor"), "breakdowns": metrics.get("breakdowns", {})},
     }
     results_path = out / f"{date_id}_results.json"
     results_path.write_text(json.dumps(document, indent=2, default=str))

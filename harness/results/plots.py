@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 from harness.core.records import SampleResult  # noqa: E402
+from harness.core.status import ANSWERED  # noqa: E402
 from harness.results.summary import STAGES  # noqa: E402
 
 MARKERS = "osD^vPX*<>"
@@ -78,8 +79,8 @@ def scatter(points: Sequence[Point], xlabel: str, ylabel: str, title: str,
     return fig
 
 
-def stage_breakdown(runs: Sequence[tuple[str, dict[str, float]]]) -> Figure:
-    """Stacked bars of mean seconds per stage, one bar per run (`runs`: label → stage means)."""
+def stage_breakdown(runs: Sequence[tuple[str, Mapping[str, float]]]) -> Figure:
+    """Stacked bars of mean seconds per stage, one bar per run (`runs`: label → `stage_costs`)."""
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(runs) + 1.8))
     left = np.zeros(len(runs))
     names = [label for label, _ in runs]
@@ -161,13 +162,11 @@ def heatmaps(grids: Sequence[tuple[str, Grid]], title: str, xlabel: str, ylabel:
 
 def needle_heatmaps(runs: Sequence[tuple[str, Sequence[SampleResult]]]) -> dict[str, Figure]:
     """Accuracy and needle retention over video length × needle depth, for runs with those breakdowns."""
-    answered = ("ok", "unparsed")
-
     def acc(r: SampleResult) -> float | None:
         return 100.0 * r.correct if r.gold is not None else None
 
     def kept(r: SampleResult) -> float | None:
-        return 100.0 * r.needle_retained if r.needle_retained is not None and r.status in answered else None
+        return 100.0 * r.needle_retained if r.needle_retained is not None and r.status in ANSWERED else None
 
     figures = {}
     for name, value, title in (("needle_accuracy", acc, "accuracy"), ("needle_retention", kept, "needle retention")):
@@ -199,6 +198,6 @@ def frame_strip(pixels: np.ndarray, highlight: Sequence[bool] = (), height: int 
     return np.concatenate(tiles[:-1], axis=1)
 
 
-def run_figures(label: str, results: Sequence[SampleResult], stage_means: dict[str, float]) -> dict[str, Figure]:
-    """The figures of one run: latency by stage, and the needle heat-maps when the task has them."""
-    return {"latency_by_stage": stage_breakdown([(label, stage_means)]), **needle_heatmaps([(label, results)])}
+def run_figures(label: str, results: Sequence[SampleResult], stages: Mapping[str, float]) -> dict[str, Figure]:
+    """The figures of one run: latency by stage (`stage_costs`), and the needle heat-maps when the task has them."""
+    return {"latency_by_stage": stage_breakdown([(label, stages)]), **needle_heatmaps([(label, results)])}

@@ -1,23 +1,31 @@
-"""Run summaries: summary.json (everything), summary.csv (one row), summary.md (tables a person reads)."""
+"""Run summaries: the typed `RunSummary`, written as summary.json (everything), summary.csv (one row) and
+summary.md (tables a person reads)."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import importlib.metadata
 import inspect
 import json
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.core.paths import REPO_ROOT
 from harness.core.records import SampleResult
-from harness.scoring.metrics import summarize
+from harness.core.status import ANSWERED
+from harness.scoring.metrics import summarize, task_metrics
+
+if TYPE_CHECKING:
+    from harness.data.tasks import MetricSpec
+    from harness.run.runner import RunStats
 
 PACKAGES = ("torch", "torchvision", "transformers", "datasets", "decord", "av", "ray", "wandb", "numpy")
 
@@ -67,21 +75,23 @@ def numeric_means(results: Sequence[SampleResult]) -> dict[str, float]:
             for k in sorted(fields)}
 
 
-def stage_means(cost_: dict[str, float]) -> dict[str, float]:
-    """{stage: mean seconds} from a summary's cost (`cost` writes them as stage_<name>_mean_s)."""
-    return {k[len("stage_"):-len("_mean_s")]: v for k, v in cost_.items() if k.startswith("stage_")}
+def stage_costs(results: Sequence[SampleResult]) -> dict[str, float]:
+    """{stage: mean seconds} over the samples that reached the model, every timer name ("total" too) by name."""
+    ran = [r for r in results if r.status in ANSWERED]
+    stages = sorted({k for r in ran for k in r.timings_s})
+    return {k: float(np.mean([r.timings_s.get(k, 0.0) for r in ran])) for k in stages}
 
 
 def cost(results: Sequence[SampleResult], wall_s: float, timed: Sequence[SampleResult] | None = None
          ) -> dict[str, float]:
     """Throughput, latency, tokens and memory; per-sample means over the samples that reached the model.
-    Throughput counts `timed`, the samples run within `wall_s` (default all; a resumed run's earlier ones not)."""
-    ran = [r for r in results if r.status in ("ok", "unparsed")]
+    Throughput counts `timed`, the samples run within `wall_s` (default all; a resumed run's earlier ones not).
+    Per-stage seconds are `stage_costs`."""
+    ran = [r for r in results if r.status in ANSWERED]
     timed = results if timed is None else timed
     latency = np.array([r.timings_s.get("total", 0.0) for r in results]) if results else np.zeros(1)
     ttft = np.array([ttft_s(r) for r in ran]) if ran else np.zeros(1)
     memory = np.array([r.peak_rss_mb for r in results]) if results else np.zeros(1)
-    stages = sorted({k for r in ran for k in r.timings_s})
     decode_s = sum(r.timings_s.get("llm_decode", 0.0) for r in ran)
     return {
         "wall_s": wall_s,
@@ -96,7 +106,6 @@ def cost(results: Sequence[SampleResult], wall_s: float, timed: Sequence[SampleR
         "needle_retention": float(np.mean([r.needle_retained for r in ran if r.needle_retained is not None]))
         if any(r.needle_retained is not None for r in ran) else float("nan"),
         "peak_memory_mb": max((r.peak_rss_mb for r in results), default=0.0),
-        **{f"stage_{k}_mean_s": float(np.mean([r.timings_s.get(k, 0.0) for r in ran])) for k in stages},
         "latency_max_s": float(latency.max()),
         "ttft_mean_s": float(ttft.mean()),
         "ttft_p50_s": float(np.percentile(ttft, 50)),
@@ -104,7 +113,7 @@ def cost(results: Sequence[SampleResult], wall_s: float, timed: Sequence[SampleR
         "text_tokens_mean": _mean([r.text_tokens for r in ran]),
         "generated_tokens_mean": _mean([r.generated_tokens for r in ran]),
         "decode_tokens_per_s": sum(r.generated_tokens for r in ran) / decode_s if decode_s > 0 else 0.0,
-        "frames_used_per_s": sum(len(r.frame_indices) for r in timed if r.status in ("ok", "unparsed")) / wall_s
+        "frames_used_per_s": sum(len(r.frame_indices) for r in timed if r.status in ANSWERED) / wall_s
         if wall_s > 0 else 0.0,
         "peak_memory_mean_mb": float(memory.mean()),
         "peak_memory_p95_mb": float(np.percentile(memory, 95)),
@@ -118,7 +127,7 @@ def breakdown_cost(results: Sequence[SampleResult], breakdown_keys: Sequence[str
     for key in breakdown_keys:
         groups: dict[str, list[SampleResult]] = {}
         for r in results:
-            if r.status in ("ok", "unparsed"):
+            if r.status in ANSWERED:
                 groups.setdefault(r.breakdown.get(key, "?"), []).append(r)
         out[key] = {value: {
             "n": len(group),
@@ -133,15 +142,18 @@ def breakdown_cost(results: Sequence[SampleResult], breakdown_keys: Sequence[str
 
 
 def code_sha(obj: Any) -> str | None:
-    """Short hash of a component's source: changes whenever its code does, so drift shows in results."""
+    """Short hash of a component's source: changes whenever its code does, so drift shows in results. A class
+    counts with the project's classes it inherits from (`tiny` is a few lines over the LLaVA-OV backbone)."""
+    target = obj if inspect.isclass(obj) or inspect.isfunction(obj) else type(obj)
+    parts = [c for c in getattr(target, "__mro__", (target,)) if c.__module__.split(".")[0] in ("harness", "baselines")]
     try:
-        source = inspect.getsource(obj if inspect.isclass(obj) or inspect.isfunction(obj) else type(obj))
+        source = "".join(inspect.getsource(part) for part in parts or [target])
     except (OSError, TypeError):
         return None
     return hashlib.sha256(source.encode()).hexdigest()[:10]
 
 
-def protocol(config: dict[str, Any]) -> dict[str, Any]:
+def protocol(config: Mapping[str, Any]) -> dict[str, Any]:
     """Versions of what shapes an answer besides the model: task, prompt text, extractor, sampler, reducer."""
     from harness.backbones import BACKBONES
     from harness.scoring.extract import EXTRACTORS
@@ -170,23 +182,50 @@ def protocol(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def provenance(config: dict[str, Any]) -> dict[str, Any]:
+def provenance(config: Mapping[str, Any]) -> dict[str, Any]:
     """What a run's results depend on besides its config: package and git versions, the protocol's code."""
     return {"versions": versions(), "protocol": protocol(config)}
 
 
-def build_summary(results: Sequence[SampleResult], breakdown_keys: Sequence[str], wall_s: float,
-                  config: dict[str, Any], timed: Sequence[SampleResult] | None = None,
-                  cluster_key: str = "video_id", origin: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`timed`: the results run within `wall_s` (see `cost`); `cluster_key`: the task's (see `summarize`);
-    `origin`: `provenance(config)` when the caller already has it."""
-    return {"config": config, **(origin or provenance(config)),
-            "metrics": summarize(results, breakdown_keys, cluster_key), "cost": cost(results, wall_s, timed),
-            "breakdown_cost": breakdown_cost(results, breakdown_keys)}
+@dataclass(frozen=True)
+class RunSummary:
+    """What one run reports, built once by `build_summary`; `to_json` is summary.json."""
+
+    config: Mapping[str, Any]  # the resolved run config
+    provenance: Mapping[str, Any]  # {"versions", "protocol"}: see `provenance`
+    metrics: Mapping[str, Any]  # `summarize`, plus the task's own headline figures (MLVU: mavg)
+    cost: Mapping[str, float]  # see `cost`
+    stages: Mapping[str, float]  # see `stage_costs`
+    breakdown_cost: Mapping[str, Any]  # see `breakdown_cost`
+    runner: Mapping[str, Any] | None = None  # the runner's RunStats: retries, replaced workers, start-up time
+    submission_file: str | None = None  # predictions of an unlabelled split for the authors' server
+
+    def to_json(self) -> dict[str, Any]:
+        """summary.json's layout: stages as cost["stage_<name>_mean_s"], the submission file in metrics."""
+        submission = {"submission_file": self.submission_file} if self.submission_file else {}
+        return {"config": dict(self.config), **self.provenance, "metrics": {**self.metrics, **submission},
+                "cost": {**self.cost, **{f"stage_{k}_mean_s": v for k, v in self.stages.items()}},
+                "breakdown_cost": dict(self.breakdown_cost),
+                **({"runner": dict(self.runner)} if self.runner is not None else {})}
 
 
-def table_row(summary: dict[str, Any]) -> dict[str, Any]:
-    """The one-line view of a run used by summary.csv and summary.md."""
+def build_summary(results: Sequence[SampleResult], metric: MetricSpec, wall_s: float, config: Mapping[str, Any],
+                  *, timed: Sequence[SampleResult] | None = None, stats: RunStats | None = None,
+                  origin: Mapping[str, Any] | None = None, submission_file: str | None = None) -> RunSummary:
+    """The run's summary. `timed`: the results run within `wall_s`, i.e. this session's (see `cost`); `stats`:
+    the runner's; `origin`: `provenance(config)` when the caller already has it."""
+    answers = summarize(results, metric.breakdown, metric.cluster_key)
+    return RunSummary(
+        config=config, provenance=origin or provenance(config),
+        metrics={**answers, **task_metrics(answers, metric.name, metric.macro_over)},
+        cost=cost(results, wall_s, timed), stages=stage_costs(results),
+        breakdown_cost=breakdown_cost(results, metric.breakdown),
+        runner=None if stats is None else dataclasses.asdict(stats), submission_file=submission_file)
+
+
+def table_row(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The one-line view of a run used by summary.csv, summary.md and compare. It reads summary.json's layout
+    (`RunSummary.to_json`), so compare can use it on the files of any run."""
     m, c, cfg = summary["metrics"], summary["cost"], summary["config"]
     row: dict[str, Any] = {
         "task": cfg["task"], "model": cfg["model"], "n": m["n"],
@@ -219,11 +258,11 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(summary: dict[str, Any]) -> str:
-    m, cfg = summary["metrics"], summary["config"]
-    head = {k: v for k, v in table_row(summary).items() if "=" not in k}
+def render_markdown(summary: RunSummary) -> str:
+    m, cfg = summary.metrics, summary.config
+    head = {k: v for k, v in table_row(summary.to_json()).items() if "=" not in k}
     parts = [f"# {cfg['task']} × {cfg['model']}", "", markdown_table([head]), ""]
-    by_cost = summary.get("breakdown_cost", {})
+    by_cost = summary.breakdown_cost
     for key, groups in m["breakdowns"].items():
         rows = []
         for value, s in groups.items():
@@ -236,16 +275,17 @@ def render_markdown(summary: dict[str, Any]) -> str:
                             "peak_mem_mb": round(c["peak_memory_mean_mb"], 1)})
             rows.append(row)
         parts += [f"## accuracy by {key}", "", markdown_table(rows), ""]
-    stages = {k: v for k, v in stage_means(summary["cost"]).items() if k != "total"}
+    stages = {k: v for k, v in summary.stages.items() if k != "total"}
     if stages:
         parts += ["mean seconds per stage: " + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()), ""]
     parts += [f"status counts: {m['status_counts']}", ""]
     return "\n".join(parts)
 
 
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    row = table_row(summary)
+def write_summary(run_dir: Path, summary: RunSummary) -> None:
+    data = summary.to_json()
+    (run_dir / "summary.json").write_text(json.dumps(data, indent=2, default=str))
+    row = table_row(data)
     with (run_dir / "summary.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(row))
         writer.writeheader()

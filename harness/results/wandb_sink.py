@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.records import SampleResult
-from harness.results.summary import provenance, stage_means, ttft_s
+from harness.core.status import ANSWERED
+from harness.results.summary import RunSummary, provenance, ttft_s
 
 STRIP_SAMPLES = 4  # samples whose kept frames are shown as an image strip in the samples table
 STRIP_HEIGHT = 48  # pixels per thumbnail
@@ -114,7 +115,7 @@ class WandbSink:
         """Live series: progress, running accuracy, throughput since the run started, and this sample's cost."""
         self.done += 1
         self.correct += result.correct
-        self.failed += result.status not in ("ok", "unparsed")
+        self.failed += result.status not in ANSWERED
         self.frames += result.n_frames_decoded
         elapsed = max(time.perf_counter() - self.start, 1e-9)
         self.run.log({
@@ -124,12 +125,11 @@ class WandbSink:
             "visual_tokens": result.visual_tokens, "peak_memory_mb": result.peak_rss_mb,
         })
 
-    def finish(self, summary: dict[str, Any], results: Sequence[SampleResult],
+    def finish(self, summary: RunSummary, results: Sequence[SampleResult],
                videos: Mapping[str, str] | None = None) -> None:
         """Summary metrics, the samples table (with kept-frame strips), breakdown tables and plots; then close."""
-        import wandb
-
-        self.run.summary.update(flatten({"metrics": summary["metrics"], "cost": summary["cost"]}))
+        data = summary.to_json()  # the keys of summary.json, which the W&B report's panels name
+        self.run.summary.update(flatten({"metrics": data["metrics"], "cost": data["cost"]}))
         table, strips = self._samples_table(results, videos or {})
         self.run.log({"samples": table, **strips, **self._breakdown_tables(summary), **self._plots(summary, results)})
         self.run.finish()
@@ -143,7 +143,7 @@ class WandbSink:
         rows, strips = [], {}
         for result in results:
             strip = None
-            if len(strips) < STRIP_SAMPLES and result.status in ("ok", "unparsed") and result.id in videos:
+            if len(strips) < STRIP_SAMPLES and result.status in ANSWERED and result.id in videos:
                 pixels = kept_frames_strip(result, videos[result.id])
                 if pixels is not None:
                     strip = wandb.Image(pixels, caption=f"{result.id}: {len(result.frame_indices)} frames kept")
@@ -152,27 +152,27 @@ class WandbSink:
         return wandb.Table(columns=columns, data=rows), strips
 
     @staticmethod
-    def _breakdown_tables(summary: dict[str, Any]) -> dict[str, Any]:
+    def _breakdown_tables(summary: RunSummary) -> dict[str, Any]:
         import wandb
 
         tables = {}
-        costs = summary.get("breakdown_cost", {})
-        for key, groups in summary["metrics"]["breakdowns"].items():
+        costs = summary.breakdown_cost
+        for key, groups in summary.metrics["breakdowns"].items():
             cost_columns = sorted({c for stats in costs.get(key, {}).values() for c in stats if c != "n"})
             rows = [[value, stats["n"], stats["accuracy"], *(costs.get(key, {}).get(value, {}).get(c) for c in cost_columns)]
                     for value, stats in groups.items()]
             tables[f"breakdown/{key}"] = wandb.Table(columns=[key, "n", "accuracy", *cost_columns], data=rows)
         return tables
 
-    def _plots(self, summary: dict[str, Any], results: Sequence[SampleResult]) -> dict[str, Any]:
+    def _plots(self, summary: RunSummary, results: Sequence[SampleResult]) -> dict[str, Any]:
         """The run's figures, saved under <run_dir>/plots (with plots.json) and logged as images."""
         import wandb
 
         from harness.results.plots import run_figures, save
 
-        stages = stage_means(summary["cost"])
-        label = str(summary["config"].get("model", "run"))
+        label = str(summary.config.get("model", "run"))
         out = self.run_dir / "plots"
-        infos = {name: save(fig, out / f"{name}.png") for name, fig in run_figures(label, results, stages).items()}
+        figures = run_figures(label, results, summary.stages)
+        infos = {name: save(fig, out / f"{name}.png") for name, fig in figures.items()}
         (out / "plots.json").write_text(json.dumps(infos, indent=2))
         return {f"plots/{name}": wandb.Image(str(out / info["file"]), caption=info["title"]) for name, info in infos.items()}

@@ -14,18 +14,19 @@ stage is recorded with that status and the run goes on.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from harness.core.measure import PeakMemory, StageTimer
-from harness.run.pipeline import Decoded, Pipeline, decodes_in_model, failure
 from harness.core.records import Sample, SampleResult
-from harness.model.specs import ModelSpec
+from harness.core.status import Status, failure_status, first_line
 from harness.data.tasks import TaskSpec
+from harness.model.specs import ModelSpec
+from harness.run.interrupt import signal_handlers_kept
+from harness.run.pipeline import Decoded, Pipeline, decodes_in_model, failure
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,6 @@ class RunnerConfig:
     max_in_flight: int | None = None  # samples decoded or decoding at once (default: 2 per model actor)
     sample_timeout_s: float | None = None  # per stage (decode, model); None: no limit
     decode_in_model: bool = False  # decode inside the model actor even when the selector does not need it
-    # Test-only fault injection, off by default: the model actor calls os._exit(1) when it receives sample
-    # `crash_sample` on attempt ≤ `crash_attempts` (a worker dying mid-run, as a segfault or OOM kill would).
-    crash_sample: str | None = None
-    crash_attempts: int = 1
 
 
 @dataclass
@@ -62,6 +59,16 @@ class RunStats:
     model_actors: int = 0
     decode_actors: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
+
+    def count(self, result: SampleResult) -> None:
+        """Add one finished sample."""
+        self.samples += 1
+        self.statuses[result.status] = self.statuses.get(result.status, 0) + 1
+        t = result.timings_s
+        decode = t.get("decode_total", t.get("video_decode", 0.0) + t.get("select", 0.0))
+        self.decode_busy_s += decode
+        self.model_busy_s += t.get("infer_total", max(t.get("total", 0.0) - decode, 0.0))
+        self.longest_sample_s = max(self.longest_sample_s, t.get("total", 0.0))
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,10 @@ class DecodeWorker:
 
 
 class ModelWorker:
-    """A Ray actor body: loads the model once, then runs samples one at a time."""
+    """A Ray actor body: loads the model once, then runs samples one at a time.
+
+    The runner takes this class as a parameter; tests pass a subclass that dies on a chosen sample.
+    """
 
     def __init__(self, spec: ModelSpec, task: TaskSpec, prompt: str | None, threads: int, device: str) -> None:
         import torch
@@ -113,20 +123,12 @@ class ModelWorker:
 
         return ray.get_runtime_context().get_actor_id()
 
-    @staticmethod
-    def _maybe_crash(sample: Sample, attempt: int, crash: tuple[str | None, int]) -> None:
-        if sample.id == crash[0] and attempt <= crash[1]:
-            os._exit(1)
-
-    def run(self, sample: Sample, attempt: int = 1, crash: tuple[str | None, int] = (None, 0)) -> SampleResult:
+    def run(self, sample: Sample) -> SampleResult:
         """Both halves here (selectors that stream their frames, or `decode_in_model`)."""
-        self._maybe_crash(sample, attempt, crash)
         return self.pipeline.run(sample, self.device)
 
-    def infer(self, sample: Sample, decoded: Decoded, info: DecodeInfo, attempt: int = 1,
-              crash: tuple[str | None, int] = (None, 0)) -> SampleResult:
+    def infer(self, sample: Sample, decoded: Decoded, info: DecodeInfo) -> SampleResult:
         """The model half on frames a decode worker produced; time and memory cover both halves."""
-        self._maybe_crash(sample, attempt, crash)
         timer = StageTimer()
         with PeakMemory(self.device) as memory, timer("infer"):
             result = self.pipeline.infer(sample, decoded)
@@ -141,17 +143,28 @@ def longest_first(samples: Sequence[Sample]) -> list[Sample]:
     return sorted(samples, key=lambda s: -(s.duration_s or 0.0))
 
 
+Stage = Literal["decode", "model"]  # also the kind of actor a stage runs on
+
+
+class _Queued(NamedTuple):
+    """A sample waiting for its next attempt."""
+
+    sample: Sample
+    attempt: int
+    submitted: float | None  # when its first attempt started: a retry's in-flight time counts from there
+
+
 @dataclass
 class _Call:
-    """A stage call in flight on one worker."""
+    """One sample's stage call in flight on one actor."""
 
-    stage: str  # "decode" | "model" | "start"
+    sample: Sample
+    attempt: int
+    submitted: float
+    stage: Stage
     slot: int
-    sample: Sample | None = None
-    attempt: int = 1
-    started: float = 0.0
-    submitted: float = 0.0  # when the sample's first stage started (for its in-flight time)
-    payload: Any = None  # ObjectRef of the Decoded frames (model stage)
+    started: float  # when this stage started (the timeout's clock)
+    frames: Any = None  # ObjectRef of the Decoded frames, from the decode stage to the model stage
     info: DecodeInfo | None = None
 
 
@@ -162,18 +175,23 @@ class _Pool:
     short run; tests, `make bench` and multi-run comparisons reuse them.
     """
 
-    def __init__(self, key: tuple, make: Callable[[], Any]) -> None:
+    def __init__(self, key: tuple[Any, ...], make: Callable[[], Any]) -> None:
         self.key = key
         self.make = make
         self.actors: list[Any] = []
-        self.names: list[str] = []
+        self.names: list[str] = []  # actor ids, for each result's `worker`
         self.idle: deque[int] = deque()
 
+    def replace(self, slot: int) -> Any:
+        """A new actor in `slot`; the returned ref resolves to its name once it has loaded."""
+        self.actors[slot] = self.make()
+        return self.actors[slot].ready.remote()
 
-_POOLS: dict[str, _Pool] = {}
+
+_POOLS: dict[Stage, _Pool] = {}  # this process's actors, by kind, across runs
 
 
-def _release(kind: str, key: tuple, count: int) -> None:
+def _release(kind: Stage, key: tuple[Any, ...], count: int) -> None:
     """Kill cached actors of `kind` this run will not use, so they hold no CPU or GPU it needs."""
     import ray
 
@@ -187,7 +205,7 @@ def _release(kind: str, key: tuple, count: int) -> None:
     del pool.actors[keep:], pool.names[keep:]
 
 
-def _pool(kind: str, key: tuple, make: Callable[[], Any], count: int) -> _Pool:
+def _pool(kind: Stage, key: tuple[Any, ...], make: Callable[[], Any], count: int) -> _Pool:
     """`count` ready actors of `kind`: the cached ones when the key matches, new ones otherwise."""
     import ray
 
@@ -195,191 +213,193 @@ def _pool(kind: str, key: tuple, make: Callable[[], Any], count: int) -> _Pool:
     if pool is None or pool.key != key:
         pool = _POOLS[kind] = _Pool(key, make)
     pool.actors += [make() for _ in range(count - len(pool.actors))]
-    pool.names = pool.names + [""] * (len(pool.actors) - len(pool.names))
+    pool.names += [""] * (len(pool.actors) - len(pool.names))
     refs = {slot: pool.actors[slot].ready.remote() for slot in range(count)}
     for slot, ref in refs.items():
         try:
             pool.names[slot] = ray.get(ref)
         except ray.exceptions.RayActorError:  # died since the last run: start another
-            pool.actors[slot] = make()
-            pool.names[slot] = ray.get(pool.actors[slot].ready.remote())
+            pool.names[slot] = ray.get(pool.replace(slot))
     pool.idle = deque(range(count))
     return pool
 
 
-def run_samples(
-    samples: Sequence[Sample],
-    spec: ModelSpec,
-    task: TaskSpec,
-    prompt: str | None,
-    config: RunnerConfig,
-    on_result: Callable[[SampleResult], None],
-) -> RunStats:
-    """Run every sample once; `on_result` is called in the driver as each one finishes."""
-    import ray
+class Runner:
+    """One run of `samples`: each runs once, and `on_result` is called in the driver as each one finishes.
 
-    from harness.run.raycluster import start_ray
+    >>> stats = Runner(samples, spec, task, None, RunnerConfig(workers=2), journal.append).run()
 
-    stats = RunStats()
-    if not samples:
-        return stats
-    t0 = time.perf_counter()
-    in_model = config.decode_in_model or decodes_in_model(spec)
-    n_decoders = 0 if in_model else (config.decode_workers or config.workers)
-    start_ray(num_cpus=max(config.workers * config.threads_per_worker + n_decoders, 1), address=config.ray_address)
-    resources = ray.cluster_resources()
-    if config.device.startswith("cuda"):
-        n_models, model_opts = int(resources.get("GPU", 0)), {"num_gpus": 1, "num_cpus": 1}
-        if n_models < 1:
-            raise RuntimeError(f"device {config.device!r} but the Ray cluster has no GPU; use --device cpu")
-    else:
-        # No more actors than the cluster has CPUs for: an actor that cannot be placed would wait forever.
-        n_models = max(1, min(config.workers, int(resources.get("CPU", 1) // config.threads_per_worker)))
-        model_opts = {"num_cpus": config.threads_per_worker}
-    n_models = min(n_models, len(samples))
-    n_decoders = min(n_decoders, len(samples))
-    # Decoders take the CPUs the model actors leave; on a full cluster they run as 0-CPU actors (oversubscribed).
-    free = resources.get("CPU", 0.0) - n_models * model_opts["num_cpus"]
-    decode_cpus = min(1.0, free / n_decoders) if n_decoders and free > 0 else 0.0
-    max_in_flight = max(config.max_in_flight or 2 * n_models, n_models)
+    `model_worker` is the model actor's class (a ModelWorker; tests pass one that dies on a chosen sample).
+    """
 
-    model_cls = ray.remote(max_restarts=0, **model_opts)(ModelWorker)
-    decode_cls = ray.remote(max_restarts=0, num_cpus=decode_cpus)(DecodeWorker)
-    crash = (config.crash_sample, config.crash_attempts)
-    session = ray.get_runtime_context().get_job_id()  # handles die with the cluster they belong to
-    model_key = (session, spec, task, prompt, config.threads_per_worker, config.device, repr(model_opts))
-    decode_key = (session, spec, task, prompt, decode_cpus)
-    _release("model", model_key, n_models)
-    _release("decode", decode_key, n_decoders)
-    pools = {
-        "model": _pool("model", model_key, lambda: model_cls.remote(spec, task, prompt, config.threads_per_worker,
-                                                                    config.device), n_models),
-        "decode": _pool("decode", decode_key, lambda: decode_cls.remote(spec, task, prompt), n_decoders),
-    }
-    stats.model_actors, stats.decode_actors = n_models, n_decoders
+    def __init__(self, samples: Sequence[Sample], spec: ModelSpec, task: TaskSpec, prompt: str | None,
+                 config: RunnerConfig, on_result: Callable[[SampleResult], None],
+                 model_worker: type[ModelWorker] = ModelWorker) -> None:
+        self.spec, self.task, self.prompt, self.config = spec, task, prompt, config
+        self.on_result = on_result
+        self.model_worker = model_worker
+        self.in_model = config.decode_in_model or decodes_in_model(spec)
+        self.stats = RunStats()
+        self.pending: deque[_Queued] = deque(_Queued(s, 1, None) for s in longest_first(samples))
+        self.ready: deque[_Call] = deque()  # decoded, waiting for a model actor
+        self.calls: dict[Any, _Call] = {}  # ObjectRef → stage call in flight
+        self.starting: dict[Any, tuple[_Pool, int]] = {}  # ObjectRef of ready() → a replacement actor loading
+        self.live = 0  # samples decoding, decoded or in the model stage: at most max_in_flight
+        self.max_in_flight = 0  # set with the actors
+        self.pools: dict[Stage, _Pool] = {}  # started by run()
 
-    pending: deque[tuple[Sample, int, float]] = deque((s, 1, 0.0) for s in longest_first(samples))
-    ready: deque[_Call] = deque()  # decoded, waiting for a model actor
-    calls: dict[Any, _Call] = {}  # ObjectRef → call in flight (stage calls and replacement actors starting)
-    decoded_live = 0  # samples decoding, decoded or in the model stage (the in-flight bound)
-    start = time.perf_counter()
-    stats.startup_s = start - t0
-    busy = 0.0  # driver time outside ray.wait
+    def run(self) -> RunStats:
+        import ray
 
-    def finish(call: _Call, result: SampleResult, worker: str) -> None:
-        stats.samples += 1
-        stats.statuses[result.status] = stats.statuses.get(result.status, 0) + 1
-        t = result.timings_s
-        decode = t.get("decode_total", t.get("video_decode", 0.0) + t.get("select", 0.0))
-        stats.decode_busy_s += decode
-        stats.model_busy_s += t.get("infer_total", max(t.get("total", 0.0) - decode, 0.0))
-        stats.longest_sample_s = max(stats.longest_sample_s, result.timings_s.get("total", 0.0))
-        timings = {**result.timings_s, "in_flight": time.perf_counter() - call.submitted}
-        on_result(dataclasses.replace(result, worker=worker[:8], attempts=call.attempt, timings_s=timings))
+        if not self.pending:
+            return self.stats
+        t0 = time.perf_counter()
+        self._start_actors()
+        start = mark = time.perf_counter()
+        self.stats.startup_s = start - t0
+        limit = self.config.sample_timeout_s
+        tick = None if limit is None else min(1.0, limit / 4)
+        self._dispatch()
+        while self.pending or self.ready or self.calls:
+            self.stats.driver_s += time.perf_counter() - mark
+            done, _ = ray.wait([*self.calls, *self.starting], num_returns=1, timeout=tick)
+            mark = time.perf_counter()
+            for ref in done:
+                self._collect(ref)
+            self._check_timeouts(mark)
+            self._dispatch()
+        self.stats.driver_s += time.perf_counter() - mark
+        self.stats.makespan_s = time.perf_counter() - start
+        return self.stats
 
-    def replace(kind: str, slot: int, kill: bool) -> None:
-        pool = pools[kind]
-        if kill:
-            ray.kill(pool.actors[slot])
-        pool.actors[slot] = pool.make()
-        calls[pool.actors[slot].ready.remote()] = _Call("start", slot, payload=kind)
-        stats.replaced_workers += 1
+    def _start_actors(self) -> None:
+        """Start (or join) the cluster and size both pools to it and to the number of samples."""
+        import ray
 
-    def retry_or_fail(call: _Call, status: str, error: str) -> None:
-        nonlocal decoded_live
-        decoded_live -= 1
-        assert call.sample is not None
-        if status == "retry" and call.attempt <= config.max_retries:
-            stats.retries += 1
-            pending.appendleft((call.sample, call.attempt + 1, call.submitted))  # re-decoded: frames may be lost
-            return
-        final = "retries_exhausted" if status == "retry" else status
-        finish(call, failure(call.sample, spec.name, final, error), "")
+        from harness.run.raycluster import start_ray
 
-    def dispatch() -> None:
-        nonlocal decoded_live
+        config, n = self.config, len(self.pending)
+        decoders = 0 if self.in_model else (config.decode_workers or config.workers)
+        with signal_handlers_kept():  # ray.init's SIGTERM handler would abort the driver inside ray.wait
+            start_ray(num_cpus=max(config.workers * config.threads_per_worker + decoders, 1),
+                      address=config.ray_address)
+        resources = ray.cluster_resources()
+        model_opts: dict[str, float]
+        if config.device.startswith("cuda"):
+            models, model_opts = int(resources.get("GPU", 0)), {"num_gpus": 1, "num_cpus": 1}
+            if models < 1:
+                raise RuntimeError(f"device {config.device!r} but the Ray cluster has no GPU; use --device cpu")
+        else:
+            # No more actors than the cluster has CPUs for: an actor that cannot be placed would wait forever.
+            models = max(1, min(config.workers, int(resources.get("CPU", 1) // config.threads_per_worker)))
+            model_opts = {"num_cpus": config.threads_per_worker}
+        models, decoders = min(models, n), min(decoders, n)
+        # Decoders take the CPUs the model actors leave; on a full cluster they run as 0-CPU actors (oversubscribed).
+        free = resources.get("CPU", 0.0) - models * model_opts["num_cpus"]
+        decode_cpus = min(1.0, free / decoders) if decoders and free > 0 else 0.0
+        self.max_in_flight = max(config.max_in_flight or 2 * models, models)
+
+        model_cls = ray.remote(max_restarts=0, **model_opts)(self.model_worker)
+        decode_cls = ray.remote(max_restarts=0, num_cpus=decode_cpus)(DecodeWorker)
+        args = (self.spec, self.task, self.prompt)
+        session = ray.get_runtime_context().get_job_id()  # handles die with the cluster they belong to
+        model_key = (session, self.model_worker, *args, config.threads_per_worker, config.device, repr(model_opts))
+        decode_key = (session, *args, decode_cpus)
+        _release("model", model_key, models)
+        _release("decode", decode_key, decoders)
+        self.pools = {
+            "model": _pool("model", model_key,
+                           lambda: model_cls.remote(*args, config.threads_per_worker, config.device), models),
+            "decode": _pool("decode", decode_key, lambda: decode_cls.remote(*args), decoders),
+        }
+        self.stats.model_actors, self.stats.decode_actors = models, decoders
+
+    def _dispatch(self) -> None:
+        """Decoded samples to idle model actors, then new samples to idle first-stage actors, within the bound."""
         now = time.perf_counter()
-        model = pools["model"]
-        while ready and model.idle:
-            call = ready.popleft()
-            call.slot, call.stage, call.started = model.idle.popleft(), "model", now
-            actor = model.actors[call.slot]
-            calls[actor.infer.remote(call.sample, call.payload, call.info, call.attempt, crash)] = call
-        while pending and decoded_live < max_in_flight:
-            idle = pools["model"].idle if in_model else pools["decode"].idle
-            if not idle:
-                break
-            sample, attempt, submitted = pending.popleft()
-            slot, decoded_live = idle.popleft(), decoded_live + 1
-            stats.peak_in_flight = max(stats.peak_in_flight, decoded_live)
-            call = _Call("model" if in_model else "decode", slot, sample, attempt, now, submitted or now)
-            if in_model:
-                calls[pools["model"].actors[slot].run.remote(sample, attempt, crash)] = call
+        models = self.pools["model"]
+        while self.ready and models.idle:
+            call = self.ready.popleft()
+            call.stage, call.slot, call.started = "model", models.idle.popleft(), now
+            self.calls[models.actors[call.slot].infer.remote(call.sample, call.frames, call.info)] = call
+        first: Stage = "model" if self.in_model else "decode"
+        pool = self.pools[first]
+        while self.pending and pool.idle and self.live < self.max_in_flight:
+            sample, attempt, submitted = self.pending.popleft()
+            call = _Call(sample, attempt, submitted or now, first, pool.idle.popleft(), now)
+            self.live += 1
+            self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.live)
+            actor = pool.actors[call.slot]
+            if self.in_model:
+                self.calls[actor.run.remote(sample)] = call
             else:
-                info_ref, call.payload = pools["decode"].actors[slot].decode.options(num_returns=2).remote(sample)
-                calls[info_ref] = call
+                info, call.frames = actor.decode.options(num_returns=2).remote(sample)
+                self.calls[info] = call
 
-    def handle(ref: Any, call: _Call) -> None:
-        nonlocal decoded_live
-        if call.stage == "start":  # a replacement actor finished loading
-            pool = pools[call.payload]
-            pool.names[call.slot] = ray.get(ref)
-            pool.idle.append(call.slot)
+    def _collect(self, ref: Any) -> None:
+        """Take in one finished ref: a replacement actor ready, a decoded sample, or a result."""
+        import ray
+
+        if ref in self.starting:
+            pool, slot = self.starting.pop(ref)
+            pool.names[slot] = ray.get(ref)
+            pool.idle.append(slot)
             return
-        pool = pools[call.stage]
+        call = self.calls.pop(ref)
+        pool = self.pools[call.stage]
         try:
             value = ray.get(ref)
-        except ray.exceptions.RayActorError as exc:  # the worker died: replace it, run the sample again
-            replace(call.stage, call.slot, kill=False)
-            oom = "low on memory" in str(exc) or isinstance(exc, ray.exceptions.OutOfMemoryError)
-            retry_or_fail(call, "oom" if oom else "retry", f"{call.stage} worker died: {_first_line(exc)}")
+        except ray.exceptions.RayActorError as exc:  # the actor died: replace it, run the sample again
+            self._replace(call)
+            self._retry_or_fail(call, exc, f"{call.stage} worker died")
             return
-        except ray.exceptions.RayError as exc:  # a lost object or a task error: the worker lives on
+        except ray.exceptions.RayError as exc:  # a lost object or a task error: the actor lives on
             pool.idle.append(call.slot)
-            oom = isinstance(exc, ray.exceptions.OutOfMemoryError)
-            retry_or_fail(call, "oom" if oom else "retry", f"{call.stage}: {_first_line(exc)}")
+            self._retry_or_fail(call, exc, call.stage)
             return
         pool.idle.append(call.slot)
-        name = pool.names[call.slot]
-        if call.stage == "decode" and isinstance(value, DecodeInfo):
+        if isinstance(value, DecodeInfo):
             call.info = value
-            ready.append(call)
-            return
-        decoded_live -= 1
-        call.payload = None  # drop the frames' reference so the object store frees them
-        finish(call, value, name)
+            self.ready.append(call)
+        else:
+            self._finish(call, value, pool.names[call.slot])
 
-    def check_timeouts(now: float) -> None:
-        nonlocal decoded_live
-        limit = config.sample_timeout_s
+    def _check_timeouts(self, now: float) -> None:
+        limit = self.config.sample_timeout_s
         if limit is None:
             return
-        for ref, call in list(calls.items()):
-            if call.stage in ("decode", "model") and now - call.started > limit:
-                del calls[ref]
-                replace(call.stage, call.slot, kill=True)
-                decoded_live -= 1
-                call.payload = None
-                finish(call, failure(call.sample, spec.name, "timeout",  # type: ignore[arg-type]
-                                     f"{call.stage} stage exceeded {limit:g} s"), "")
+        for ref, call in list(self.calls.items()):
+            if now - call.started > limit:
+                del self.calls[ref]
+                self._replace(call, kill=True)
+                self._finish(call, failure(call.sample, self.spec.name, "timeout",
+                                           f"{call.stage} stage exceeded {limit:g} s"), "")
 
-    tick = None if config.sample_timeout_s is None else min(1.0, config.sample_timeout_s / 4)
-    mark = time.perf_counter()
-    dispatch()
-    while pending or ready or any(c.stage != "start" for c in calls.values()):
-        busy += time.perf_counter() - mark
-        done, _ = ray.wait(list(calls), num_returns=1, timeout=tick)
-        mark = time.perf_counter()
-        for ref in done:
-            handle(ref, calls.pop(ref))
-        check_timeouts(mark)
-        dispatch()
-    busy += time.perf_counter() - mark
-    stats.makespan_s = time.perf_counter() - start
-    stats.driver_s = busy
-    return stats
+    def _replace(self, call: _Call, kill: bool = False) -> None:
+        """A new actor in the call's slot; `kill` the old one first when it is still running the call."""
+        import ray
 
+        pool = self.pools[call.stage]
+        if kill:
+            ray.kill(pool.actors[call.slot])
+        self.starting[pool.replace(call.slot)] = (pool, call.slot)
+        self.stats.replaced_workers += 1
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    def _retry_or_fail(self, call: _Call, exc: BaseException, where: str) -> None:
+        """A dead worker or a lost object says nothing against the sample: it runs again, from decoding (its
+        frames may be lost too), up to `max_retries` times; one that ran out of memory would again."""
+        status = failure_status(exc)
+        if status != "oom" and call.attempt <= self.config.max_retries:
+            self.live -= 1
+            self.stats.retries += 1
+            self.pending.appendleft(_Queued(call.sample, call.attempt + 1, call.submitted))
+            return
+        final: Status = "oom" if status == "oom" else "retries_exhausted"
+        self._finish(call, failure(call.sample, self.spec.name, final, f"{where}: {first_line(exc)}"), "")
+
+    def _finish(self, call: _Call, result: SampleResult, worker: str) -> None:
+        self.live -= 1
+        call.frames = None  # drop the frames' reference so the object store frees them
+        self.stats.count(result)
+        timings = {**result.timings_s, "in_flight": time.perf_counter() - call.submitted}
+        self.on_result(dataclasses.replace(result, worker=worker[:8], attempts=call.attempt, timings_s=timings))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from harness.core.records import Prediction
+from harness.core.records import LETTERS, Prediction
 from harness.core.registry import Registry
 
 Extractor = Callable[[str, Sequence[str]], Prediction]
@@ -22,7 +22,7 @@ _LEAD_INS = re.compile(
 
 
 def _letter_patterns(n_options: int) -> list[re.Pattern[str]]:
-    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:n_options]
+    letters = LETTERS[:n_options]
     cls = f"[{letters}]"
     return [
         re.compile(rf"^\(?({cls})(?:[\.\):,\s]|$)"),  # starts with the letter: "B", "(B)", "B. text"

@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from harness.core.records import SampleResult
+from harness.core.status import ANSWERED
 
 
 def clustered_stderr(values: Sequence[float], clusters: Sequence[str]) -> float:
@@ -32,7 +33,7 @@ def summarize(results: Sequence[SampleResult], breakdown_keys: Sequence[str], cl
               ) -> dict[str, object]:
     """Every figure a run reports about answers; labelled samples only count towards accuracy."""
     scored = [r for r in results if r.gold is not None]
-    answered = [r for r in scored if r.status in ("ok", "unparsed")]
+    answered = [r for r in scored if r.status in ANSWERED]
     statuses = Counter(r.status for r in results)
     breakdowns: dict[str, dict[str, dict[str, float]]] = {}
     for key in breakdown_keys:
@@ -54,7 +55,7 @@ def summarize(results: Sequence[SampleResult], breakdown_keys: Sequence[str], cl
                                                       [getattr(r, cluster_key) for r in scored]),
         "accuracy_answered": accuracy(answered),  # excluding decode / model failures
         "parse_failure_rate": statuses.get("unparsed", 0) / len(results) if results else 0.0,
-        "failure_rate": sum(v for k, v in statuses.items() if k not in ("ok", "unparsed")) / len(results)
+        "failure_rate": sum(v for k, v in statuses.items() if k not in ANSWERED) / len(results)
         if results else 0.0,
         "status_counts": dict(sorted(statuses.items())),
         "breakdowns": breakdowns,
@@ -68,7 +69,7 @@ def macro_average(breakdown: dict[str, dict[str, float]]) -> float:
 
 
 def task_metrics(metrics: dict[str, object], name: str, macro_over: str | None) -> dict[str, object]:
-    """Metric-specific headline figures, added to `summarize`'s dict under new keys."""
+    """Metric-specific headline figures under keys of their own, next to `summarize`'s in a run's metrics."""
     if name != "mavg" or macro_over is None:
         return {}
     groups = metrics["breakdowns"][macro_over]  # type: ignore[index]

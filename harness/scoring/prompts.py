@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from harness.core.records import Prompt, Sample
-from harness.data.samples import LETTERS
+from harness.core.records import LETTERS, Prompt, Sample
 from harness.data.tasks import PromptProfile
-
 
 def render(profile: PromptProfile, sample: Sample, profile_name: str, subtitles: str = "") -> Prompt:
     """`subtitles` fills a `{subtitles}` placeholder (harness/subtitles.py picks them per sampled frames)."""

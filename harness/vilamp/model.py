@@ -26,7 +26,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -45,12 +45,16 @@ from transformers import (
 )
 from transformers.initialization import no_init_weights
 
-from harness.backbones.hf_common import resolve_dtype, save_atomically
-from harness.backbones.tiny import IM_END, TinyBackbone, _train_tokenizer, ensure_checkpoint
+from harness.backbones.base import Placement, bind_arguments
+from harness.backbones.decoding import ChatBackbone, PromptInputs
 from harness.core.config import ConfigError
-from harness.methods.encoders import CLIPEncoder, build_tiny_clip, channels_first, clip_b32_dir
 from harness.core.paths import cache_dir
-from harness.core.records import Frames, Prompt
+from harness.core.records import EncodedVideo, Frames, Prompt, VisualSequence
+from harness.hf.checkpoints import tiny_checkpoint
+from harness.hf.loading import resolve_dtype
+from harness.hf.text import DEFAULT_SYSTEM, ENDOFTEXT, IM_END, tiny_tokenizer
+from harness.methods.encoders import CLIPEncoder, build_tiny_clip, channels_first, clip_b32_dir
+from harness.methods.hooks import require_hook
 
 HF_REPO = "orange-sk/ViLAMP-llava-qwen_sig"  # the README's install link since 2025-09-10
 # google/siglip-so400m-patch14-384 (config.json of that repo); ViLAMP's `mm_vision_tower`.
@@ -191,9 +195,11 @@ def load_official(directory: Path, dtype: torch.dtype = torch.float32) -> tuple[
 # ---------------------------------------------------------------- tiny checkpoint
 
 TINY_VILAMP_FORMAT = 1
+TINY_VISION = {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 3, "num_attention_heads": 4,
+               "image_size": 64, "patch_size": 8}  # the tiny SigLIP tower (3 layers, stored without its last)
 
 
-def tiny_config(tokenizer: Any, clip: CLIPModel) -> dict[str, Any]:
+def _tiny_config(tokenizer: Any, clip: CLIPModel) -> dict[str, Any]:
     """An official-style config.json for a tiny ViLAMP; `harness_*` keys carry the tiny tower shapes."""
     return {
         "architectures": ["LlavaQwenForCausalLM"], "model_type": "llava_qwen",
@@ -206,20 +212,19 @@ def tiny_config(tokenizer: Any, clip: CLIPModel) -> dict[str, Any]:
         "composer_type": "sig_pooling", "composer_proj_dim": clip.config.projection_dim,
         "frame_selector_type": "SeqFrameSelector", "max_frame_num": 32, "f2f_thrd": 0.85, "f2t_thrd": 0.2,
         "clip_model_path": "clip", "tokenizer_model_max_length": 32768,
-        "harness_vision_config": {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 3,
-                                  "num_attention_heads": 4, "image_size": 64, "patch_size": 8},
+        "harness_vision_config": dict(TINY_VISION),
         "harness_clip_config": clip.config.to_dict(),
     }
 
 
-def build_tiny_vilamp_checkpoint(directory: Path, seed: int = 0) -> Path:
-    """A seeded tiny ViLAMP saved in the official layout (config.json + model.safetensors + tokenizer), with
-    the tiny-clip tokenizer and image processor under clip/ (the official `clip_model_path`)."""
+def tiny_vilamp_checkpoint(seed: int = 0) -> Path:
+    """A seeded tiny ViLAMP in the official layout (config.json + model.safetensors + tokenizer), with the
+    tiny-clip tokenizer and image processor under clip/ (the official `clip_model_path`), cached."""
 
     def write(staging: Path) -> None:
-        tokenizer = _train_tokenizer()
+        tokenizer = tiny_tokenizer()
         clip, clip_processor, clip_tokenizer = build_tiny_clip(seed)
-        cfg = tiny_config(tokenizer, clip)
+        cfg = _tiny_config(tokenizer, clip)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             lm = build_model(cfg)
@@ -229,7 +234,7 @@ def build_tiny_vilamp_checkpoint(directory: Path, seed: int = 0) -> Path:
         clip_tokenizer.save_pretrained(staging / "clip")
         clip_processor.save_pretrained(staging / "clip")
 
-    return save_atomically(directory, write)
+    return tiny_checkpoint("vilamp", TINY_VILAMP_FORMAT, seed, write)
 
 
 # ---------------------------------------------------------------- backbone
@@ -237,18 +242,6 @@ def build_tiny_vilamp_checkpoint(directory: Path, seed: int = 0) -> Path:
 
 def official_dir(checkpoint: str | None = None) -> Path:
     return Path(checkpoint or os.environ.get("HARNESS_VILAMP") or cache_dir() / "models" / "ViLAMP-llava-qwen_sig")
-
-
-def check_official(*, checkpoint: str | None = None, clip: str | None = None, **_: Any) -> None:
-    """Fail fast, in one line, when the 7B checkpoint or the CLIP tokenizer it needs is not on disk."""
-    directory = official_dir(checkpoint)
-    if not (directory / "config.json").is_file():
-        raise ConfigError(f"vilamp: checkpoint directory {directory} not found; download {HF_REPO} there "
-                          f"(huggingface-cli download {HF_REPO} --local-dir {directory}) or set HARNESS_VILAMP")
-    clip_dir = _clip_dir(directory, json.loads((directory / "config.json").read_text()), clip)
-    if not (clip_dir / "tokenizer_config.json").is_file():
-        raise ConfigError(f"vilamp: the CLIP ViT-B/32 tokenizer is expected in {clip_dir}; download "
-                          f"openai/clip-vit-base-patch32 there or set HARNESS_CLIP_B32")
 
 
 def _clip_dir(directory: Path, cfg: dict[str, Any], clip: str | None) -> Path:
@@ -259,48 +252,71 @@ def _clip_dir(directory: Path, cfg: dict[str, Any], clip: str | None) -> Path:
     return inside if cfg.get("clip_model_path") and inside.is_dir() else clip_b32_dir()
 
 
-def load_vilamp(*, checkpoint: str | None = None, clip: str | None = None, dtype: str = "bfloat16",
-                device: str = "cpu") -> ViLAMPBackbone:
-    """Registry factory for `vilamp`: the official checkpoint from disk (never the hub)."""
-    check_official(checkpoint=checkpoint, clip=clip)
-    return _load(official_dir(checkpoint), clip, resolve_dtype(dtype), device)
+def _tokens_per_frame(cfg: dict[str, Any]) -> int:
+    """Keyframe tokens: the SigLIP g×g grid, pooled bilinearly to ⌈g/2⌉×⌈g/2⌉ by the official get_2dPool unless
+    mm_spatial_pool_mode is 'none'; 196 for the 7B (so400m-patch14-384: 27 → 14)."""
+    vision = {**SO400M, **cfg.get("harness_vision_config", {})}
+    grid = vision["image_size"] // vision["patch_size"]
+    side = grid if cfg.get("mm_spatial_pool_mode", "bilinear") == "none" else math.ceil(grid / 2)
+    return side * side
 
 
-load_vilamp.preflight = check_official  # type: ignore[attr-defined]  # harness.backbones.preflight
-
-
-def load_vilamp_tiny(*, seed: int = 0, device: str = "cpu") -> ViLAMPBackbone:
-    """Registry factory for `vilamp-tiny`: the same code on a tiny random checkpoint built once in the cache."""
-    directory = cache_dir() / "models" / f"tiny-vilamp-v{TINY_VILAMP_FORMAT}-seed{seed}"
-    return _load(ensure_checkpoint(directory, seed, build=build_tiny_vilamp_checkpoint), None, torch.float32, device)
-
-
-def _load(directory: Path, clip: str | None, dtype: torch.dtype, device: str) -> ViLAMPBackbone:
-    lm, cfg = load_official(directory, dtype)
-    clip_dir = _clip_dir(directory, cfg, clip)
-    clip_processor = (CLIPImageProcessor.from_pretrained(clip_dir)
-                      if (clip_dir / "preprocessor_config.json").is_file() else CLIPImageProcessor())
-    return ViLAMPBackbone(lm.to(device), cfg, AutoTokenizer.from_pretrained(directory),
-                          AutoTokenizer.from_pretrained(clip_dir), clip_processor)
-
-
-class ViLAMPBackbone(TinyBackbone):
-    """The Backbone protocol over a loaded ViLAMP; DKS and DFM reach its own CLIP and maps through hooks:
-    `image_text_encoder`, `encode_patches`/`pool_patches`, `dfm_scorer`, `non_keyframe_tokens`."""
+class ViLAMPBackbone(ChatBackbone):
+    """`vilamp`: the official checkpoint from disk (never the hub). DKS and DFM reach its own CLIP and maps
+    through hooks: `image_text_encoder`, `encode_patches`/`pool_patches`, `dfm_scorer`, `non_keyframe_tokens`.
+    An instance offers the composer hook its checkpoint has: `dfm_scorer` (sig_pooling) or `non_keyframe_tokens`
+    (single_token)."""
 
     name = "vilamp"
-    hooks = frozenset({"embed_text", "prompt_embeds"})
+    hooks: ClassVar[frozenset[str]] = frozenset({"embed_text", "prompt_embeds", "patch_features",
+                                                 "image_text_encoder", "dfm_scorer", "non_keyframe_tokens"})
+    placement: ClassVar[Placement] = "sequential"
+
+    @classmethod
+    def load(cls, *, checkpoint: str | None = None, clip: str | None = None, dtype: str = "bfloat16",
+             device: str = "cpu") -> ViLAMPBackbone:
+        cls.preflight(checkpoint=checkpoint, clip=clip, dtype=dtype, device=device)
+        return cls._from_dir(official_dir(checkpoint), clip, resolve_dtype(dtype), device)
+
+    @classmethod
+    def preflight(cls, **args: Any) -> None:
+        """Arguments and dtype; one line when the 7B checkpoint or the CLIP tokenizer it needs is not on disk."""
+        bound = bind_arguments("vilamp", cls.load, args)
+        resolve_dtype(bound["dtype"])
+        directory = official_dir(bound["checkpoint"])
+        if not (directory / "config.json").is_file():
+            raise ConfigError(f"vilamp: checkpoint directory {directory} not found; download {HF_REPO} there "
+                              f"(huggingface-cli download {HF_REPO} --local-dir {directory}) or set HARNESS_VILAMP")
+        clip_dir = _clip_dir(directory, json.loads((directory / "config.json").read_text()), bound["clip"])
+        if not (clip_dir / "tokenizer_config.json").is_file():
+            raise ConfigError(f"vilamp: the CLIP ViT-B/32 tokenizer is expected in {clip_dir}; download "
+                              f"openai/clip-vit-base-patch32 there or set HARNESS_CLIP_B32")
+
+    @classmethod
+    def tokens_per_frame_for(cls, **args: Any) -> int:
+        config = official_dir(bind_arguments("vilamp", cls.load, args)["checkpoint"]) / "config.json"
+        return _tokens_per_frame(json.loads(config.read_text()) if config.is_file() else {})
+
+    @classmethod
+    def _from_dir(cls, directory: Path, clip: str | None, dtype: torch.dtype, device: str) -> ViLAMPBackbone:
+        lm, cfg = load_official(directory, dtype)
+        clip_dir = _clip_dir(directory, cfg, clip)
+        clip_processor = (CLIPImageProcessor.from_pretrained(clip_dir)
+                          if (clip_dir / "preprocessor_config.json").is_file() else CLIPImageProcessor())
+        return cls(lm.to(device), cfg, AutoTokenizer.from_pretrained(directory),
+                   AutoTokenizer.from_pretrained(clip_dir), clip_processor)
 
     def __init__(self, lm: Qwen2ForCausalLM, cfg: dict[str, Any], tokenizer: Any, clip_tokenizer: Any,
-                 clip_processor: CLIPImageProcessor) -> None:  # noqa: D107 - TinyBackbone's init is for LLaVA-OV
+                 clip_processor: CLIPImageProcessor) -> None:
         self.model = lm
-        self.cfg = cfg
         self.tokenizer = tokenizer
         self.device, self.dtype = lm.device, lm.dtype
-        self.hidden_size: int = lm.config.hidden_size
-        stops = {tokenizer.convert_tokens_to_ids(t) for t in (IM_END, "<|endoftext|>")} - {None, tokenizer.unk_token_id}
-        self.stop_ids: frozenset[int] = frozenset(stops)
+        self.hidden_size = lm.config.hidden_size
+        stops = {tokenizer.convert_tokens_to_ids(t) for t in (IM_END, ENDOFTEXT)} - {None, tokenizer.unk_token_id}
+        self.stop_ids = frozenset(stops)
         self.composer_type: str = cfg.get("composer_type", "single_token")
+        unused = "non_keyframe_tokens" if self.composer_type == "sig_pooling" else "dfm_scorer"
+        self.hooks = type(self).hooks - {unused}  # type: ignore[misc]  # this checkpoint's composer only
         self.max_length: int = int(cfg.get("tokenizer_model_max_length", 32768))
         inner = lm.model
         self.tower: SiglipVisionModel = inner.vision_tower.vision_tower.vision_model
@@ -309,12 +325,10 @@ class ViLAMPBackbone(TinyBackbone):
         self.image_processor = SiglipImageProcessor(size={"height": vision.image_size, "width": vision.image_size})
         self.image_text_encoder = CLIPEncoder("vilamp-clip", inner.frame_selector.model, clip_processor,
                                               clip_tokenizer)
-        mode = cfg.get("mm_spatial_pool_mode", "bilinear")
-        if mode not in ("bilinear", "none"):
-            raise ConfigError(f"config.json mm_spatial_pool_mode={mode!r}: supported are 'bilinear' and 'none'")
-        self.pool_mode = mode
-        side = math.ceil(self.grid / 2) if mode == "bilinear" else self.grid
-        self.tokens_per_frame: int = side * side  # 196 for the 7B (27 → 14)
+        self.pool_mode: str = cfg.get("mm_spatial_pool_mode", "bilinear")
+        if self.pool_mode not in ("bilinear", "none"):
+            raise ConfigError(f"config.json mm_spatial_pool_mode={self.pool_mode!r}: supported: 'bilinear', 'none'")
+        self.tokens_per_frame: int = _tokens_per_frame(cfg)
 
     def encode_patches(self, frames: Frames) -> torch.Tensor:
         """Projected SigLIP penultimate-layer patches [T, g², C] (the stored tower already lacks its last layer)."""
@@ -339,36 +353,48 @@ class ViLAMPBackbone(TinyBackbone):
         side = math.ceil(self.grid / 2)
         return F.interpolate(grid, size=[side, side], mode="bilinear").permute(0, 2, 3, 1).reshape(t, -1, c)
 
-    def encode_frames(self, frames: Frames) -> torch.Tensor:
-        return self.pool_patches(self.encode_patches(frames))
+    def encode_frames(self, frames: Frames) -> EncodedVideo:
+        return EncodedVideo(self.pool_patches(self.encode_patches(frames)), tuple(frames.timestamps_s))
 
     def dfm_scorer(self, question: str) -> LearnedScorer:
-        if self.composer_type != "sig_pooling":
-            raise ValueError(f"DFM scoring needs composer_type 'sig_pooling'; this checkpoint has "
-                             f"{self.composer_type!r}")
+        require_hook(self, "dfm_scorer", f"DFM scoring (composer_type 'sig_pooling', not {self.composer_type!r})")
         with torch.inference_mode():
             return LearnedScorer(self.model.model.composer_projector, self.image_text_encoder.embed_text(question))
 
     def non_keyframe_tokens(self, frames: Frames) -> torch.Tensor:
         """single_token variant: the composer MLP on each frame's CLIP image embedding: [T, C]."""
-        mlp = self.model.model.composer_projector
         with torch.inference_mode():
-            emb = self.image_text_encoder.embed_images(frames).to(self.device, self.dtype)
-            return mlp(emb)
+            embeddings = self.image_text_encoder.embed_images(frames).to(self.device, self.dtype)
+            return self.model.model.composer_projector(embeddings)
 
-    def _prompt(self, visual_tokens: torch.Tensor, prompt: Prompt) -> tuple[torch.Tensor, int, int, int]:
-        """qwen_1_5 conversation with the video where the official `<image>` placeholder sits; the whole sequence
-        is cut from the end at tokenizer_model_max_length, as the official code does."""
-        if visual_tokens.ndim != 2 or visual_tokens.shape[1] != self.hidden_size:
-            raise ValueError(f"visual_tokens must be [L, {self.hidden_size}], got {list(visual_tokens.shape)}")
-        system = prompt.system or "You are a helpful assistant."
+    def _inputs(self, visual: VisualSequence, prompt: Prompt) -> PromptInputs:
+        """qwen_1_5 conversation with the video (+ image_newline) where the official `<image>` placeholder sits; the
+        whole sequence is cut from the end at tokenizer_model_max_length, as the official code does."""
+        tokens = self._visual_tokens(visual)
+        system = prompt.system or DEFAULT_SYSTEM
         before = f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"
         after = f"\n{prompt.user}<|im_end|>\n<|im_start|>assistant\n{prompt.assistant_prefix}"
         ids_before = self.tokenizer(before, add_special_tokens=False)["input_ids"]
         ids_after = self.tokenizer(after, add_special_tokens=False)["input_ids"]
-        with torch.inference_mode():
-            newline = self.model.model.image_newline.to(self.dtype)[None]
-            visual = torch.cat([visual_tokens.to(self.device, self.dtype), newline])
-            embeds = torch.cat([self._embed_ids(ids_before), visual, self._embed_ids(ids_after)])[None]
-        embeds = embeds[:, : self.max_length]
-        return embeds, len(ids_before), visual.shape[0], len(ids_before) + len(ids_after)
+        newline = self.model.model.image_newline.to(self.dtype)[None]
+        embeds = self._splice(ids_before, torch.cat([tokens, newline]), ids_after)[:, : self.max_length]
+        at = len(ids_before)
+        return PromptInputs(embeds, range(at, at + len(visual)), len(visual) + 1, len(ids_before) + len(ids_after))
+
+
+class ViLAMPTinyBackbone(ViLAMPBackbone):
+    """`vilamp-tiny`: the same code on a tiny random checkpoint built once in the cache."""
+
+    @classmethod
+    def load(cls, *, seed: int = 0, device: str = "cpu") -> ViLAMPBackbone:  # type: ignore[override]
+        cls.preflight(seed=seed, device=device)
+        return cls._from_dir(tiny_vilamp_checkpoint(seed), None, torch.float32, device)
+
+    @classmethod
+    def preflight(cls, **args: Any) -> None:
+        bind_arguments("vilamp-tiny", cls.load, args)
+
+    @classmethod
+    def tokens_per_frame_for(cls, **args: Any) -> int:
+        bind_arguments("vilamp-tiny", cls.load, args)
+        return _tokens_per_frame({"harness_vision_config": TINY_VISION})  # 16

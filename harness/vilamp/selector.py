@@ -26,9 +26,8 @@ class DKSSelector:
     max_frames: int = 600  # ... capped at 600 frames (10,000 supported with streaming)
     keep_non_keyframes: bool = True  # False: only keyframes reach the model (DKS as a plain frame picker)
     chunk: int = CHUNK
-    name: str = "dks"
+    name: ClassVar[str] = "dks"
     streaming: ClassVar[bool] = False
-    hook: ClassVar[str] = "image_text_encoder"
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.max_frames < 1 or self.fps <= 0 or self.chunk < 1:
@@ -38,6 +37,10 @@ class DKSSelector:
         if self.encoder == BACKBONE_ENCODER and not self.streaming:
             raise ConfigError("dks: encoder='backbone' needs the streaming selector dks-stream "
                               "(it runs beside the model)")
+
+    @property
+    def requires(self) -> frozenset[str]:
+        return frozenset({"image_text_encoder"}) if self.encoder == BACKBONE_ENCODER else frozenset()
 
     def plan(self, meta: VideoMeta) -> tuple[int, ...]:
         return fps_indices(meta.num_frames, meta.fps, self.fps, self.max_frames)
@@ -82,6 +85,5 @@ class StreamingDKS(DKSSelector):
     """DKS over frames decoded and embedded a chunk at a time inside the model actor (10K-frame inputs);
     pair it with a reducer that has `reduce_stream` (dfm)."""
 
-    name: str = "dks-stream"
-    streaming: ClassVar[bool] = True
-    decode_in_model: ClassVar[bool] = True  # harness.run.pipeline.decodes_in_model: no CPU decode worker
+    name: ClassVar[str] = "dks-stream"
+    streaming: ClassVar[bool] = True  # decoded in the model actor: no CPU decode worker

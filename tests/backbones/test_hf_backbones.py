@@ -12,16 +12,19 @@ from transformers import LlavaOnevisionForConditionalGeneration, Qwen2_5_VLForCo
 from transformers.video_utils import VideoMetadata
 
 from harness.backbones import BACKBONES, HookUnavailable, LlmPrune
-from harness.backbones import hf_common
+from harness.backbones.fastv import causal_mask, prefill_pruned
 from harness.cli import main
 from harness.evaluate import EvalRequest, evaluate
 from harness.run.pipeline import Pipeline
-from harness.core.records import Frames, FrameSelection, GenerationConfig, Prompt, Sample
+from harness.core.records import Frames, FrameSelection, GenerationConfig, Prompt, Sample, VisualSequence
+from harness.core.status import ANSWERED
 from harness.methods.reduction import ReductionContext
 from harness.run.runner import RunnerConfig
 from harness.data.samples import load_samples
 from harness.model.specs import MODELS
 from harness.data.tasks import get_task
+from harness.hf.loading import resolve_checkpoint
+from harness.hf.text import chat_ids
 from harness.vilamp.dfm import CosineScorer, merge
 from harness.vilamp.reducer import DFMReducer
 
@@ -31,7 +34,7 @@ PROMPT = Prompt(system="", user="What happens in the video?\nA. one\nB. two\nC. 
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def backbone(request):
-    return BACKBONES.get(request.param)(tiny_seed=0)
+    return BACKBONES.get(request.param).load(tiny_seed=0)
 
 
 def frames(n: int = 8, step: int = 30, fps: float = 30.0, seed: int = 0) -> Frames:
@@ -52,7 +55,7 @@ def test_tiny_checkpoint_is_the_real_class_loaded_back_with_its_processor(backbo
 
 
 def test_llava_video_is_its_own_checkpoint_of_the_llava_ov_class():
-    ov, video = BACKBONES.get("llava-ov")(tiny_seed=0), BACKBONES.get("llava-video")(tiny_seed=0)
+    ov, video = BACKBONES.get("llava-ov").load(tiny_seed=0), BACKBONES.get("llava-video").load(tiny_seed=0)
     assert type(ov.model) is type(video.model)
     assert ov.model.name_or_path != video.model.name_or_path
     assert (ov.name, video.name) == ("llava-ov-tiny", "llava-video-tiny")
@@ -65,7 +68,7 @@ def _check_needle_results(results, family):
     assert len(results) == 2
     per_run = {"qwen25vl": 8 * 16}.get(family, 16 * 16 + 1)  # Qwen: 2 frames per group; LLaVA: + newline
     for result in results:
-        assert result.status in ("ok", "unparsed"), result.error
+        assert result.status in ANSWERED, result.error
         assert len(result.frame_indices) == 16 and result.generated_tokens >= 1
         assert {"vision", "llm_prefill", "llm_decode"} <= set(result.timings_s)
         assert result.visual_tokens == per_run
@@ -86,10 +89,16 @@ def test_needle_end_to_end_in_process(family):
 
 def test_hooks_return_tensors_of_the_right_shapes(backbone):
     clip = frames(8)
-    tokens = backbone.encode_frames(clip)
-    groups = 8 // getattr(backbone, "frames_per_group", 1)
+    encoded = backbone.encode_frames(clip)
+    tokens = encoded.tokens
+    groups = 8 // encoded.frames_per_row
+    assert encoded.frames_per_row == (2 if backbone.placement == "grid" else 1)
+    assert encoded.timestamps_s == clip.timestamps_s
     assert tokens.shape[0] == groups and tokens.shape[2] == backbone.hidden_size
     m = tokens.shape[1]
+    assert (encoded.grid is not None) == (backbone.placement == "grid")
+    if encoded.grid is not None:
+        assert encoded.grid[0] == groups and encoded.grid[1] * encoded.grid[2] == m
     pre, post = backbone.vision_features(clip)
     assert pre.shape[0] == groups and torch.allclose(post, tokens)
     received, keys = backbone.vision_attention(clip)
@@ -97,20 +106,20 @@ def test_hooks_return_tensors_of_the_right_shapes(backbone):
     assert (received > 0).all()
     text = backbone.embed_text("What happens?")
     assert text.ndim == 2 and text.shape[1] == backbone.hidden_size
-    embeds, n_visual, n_text = backbone.prompt_embeds(tokens.reshape(-1, backbone.hidden_size), PROMPT)
+    embeds, n_visual, n_text = backbone.prompt_embeds(VisualSequence.whole(encoded), PROMPT)
     assert embeds.shape == (1, n_visual + n_text, backbone.hidden_size)
-    out = backbone.generate(tokens.reshape(-1, backbone.hidden_size), PROMPT, GenerationConfig(max_new_tokens=3),
-                            llm_prune=LlmPrune(layer=1, keep_ratio=0.25))
+    out = backbone.generate(VisualSequence.whole(encoded, LlmPrune(layer=1, keep_ratio=0.25)), PROMPT,
+                            GenerationConfig(max_new_tokens=3))
     assert out.visual_tokens_after_llm_prune is not None and out.visual_tokens_after_llm_prune < out.visual_tokens
     assert {"llm_prune", "vision_attention", "vision_features", "embed_text", "prompt_embeds"} <= backbone.hooks
 
 
 def test_qwen_positions_match_the_official_processor_path_and_follow_real_time():
-    qwen = BACKBONES.get("qwen25vl")(tiny_seed=0)
+    qwen = BACKBONES.get("qwen25vl").load(tiny_seed=0)
     clip = frames(8, step=30, fps=30.0)  # one frame per second
-    tokens = qwen.encode_frames(clip).reshape(-1, qwen.hidden_size)
-    ids, at = hf_common.chat_ids(qwen.tokenizer, PROMPT, {"type": "video"}, qwen.video_token_id, "<|video_pad|>")
-    ours = qwen.video_positions(ids, at)
+    encoded = qwen.encode_frames(clip)
+    ids, at = chat_ids(qwen.tokenizer, PROMPT, {"type": "video"}, qwen.video_token_id, "<|video_pad|>")
+    ours = qwen.video_positions(ids, at, encoded)
     # official: processor with video metadata → second_per_grid_ts → the model's get_rope_index
     meta = VideoMetadata(total_num_frames=8 * 30, fps=30.0, frames_indices=list(clip.indices))
     batch = qwen.processor(text=[qwen.tokenizer.apply_chat_template(
@@ -123,51 +132,57 @@ def test_qwen_positions_match_the_official_processor_path_and_follow_real_time()
         second_per_grid_ts=batch["second_per_grid_ts"])
     assert torch.equal(ours, official[:, 0])
     # 4 s between frames instead of 1 s: the temporal positions of later groups move 4× as far
-    qwen.encode_frames(frames(8, step=120, fps=30.0))
-    slow = qwen.video_positions(ids, at)
-    video = slice(at, at + tokens.shape[0])
+    slow = qwen.video_positions(ids, at, qwen.encode_frames(frames(8, step=120, fps=30.0)))
+    video = slice(at, at + encoded.flat.shape[0])
     assert torch.equal(slow[0, video] - at, (ours[0, video] - at) * 4)
     assert torch.equal(slow[1:, video], ours[1:, video])
 
 
-def test_qwen_selected_tokens_keep_their_positions_and_undeclared_merged_tokens_fail_clearly():
-    qwen = BACKBONES.get("qwen25vl")(tiny_seed=0)
-    tokens = qwen.encode_frames(frames(8)).reshape(-1, qwen.hidden_size)
-    _, full, at, _ = qwen._prompt(tokens, PROMPT)
+def test_qwen_selected_tokens_keep_their_positions_and_merged_tokens_need_declared_rows():
+    qwen = BACKBONES.get("qwen25vl").load(tiny_seed=0)
+    encoded = qwen.encode_frames(frames(8))
+    whole = qwen._inputs(VisualSequence.whole(encoded), PROMPT)
+    full, at = whole.positions, whole.visual.start
     keep = torch.tensor([0, 5, 17, 40, 59])
-    _, part, _, _ = qwen._prompt(tokens[keep], PROMPT)
+    part = qwen._inputs(VisualSequence.select(encoded, keep), PROMPT).positions
     assert torch.equal(part[:, 0, at : at + len(keep)], full[:, 0, at + keep])
-    merged = tokens[:4].mean(0, keepdim=True)
-    qwen.set_token_rows(torch.tensor([2]))
-    qwen.generate(merged, PROMPT, GenerationConfig(max_new_tokens=1))  # a declared row places it
-    tokens = qwen.encode_frames(frames(8)).reshape(-1, qwen.hidden_size)  # a new video clears declared rows
-    with pytest.raises(HookUnavailable, match="not rows of encode_frames"):
-        qwen.generate(merged, PROMPT, GenerationConfig(max_new_tokens=1))
+    assert torch.equal(part[:, 0, at + len(keep) :], full[:, 0, at + encoded.flat.shape[0] :])  # text after
+    merged = encoded.flat[:4].mean(0, keepdim=True)
+    declared = VisualSequence(merged, torch.tensor([2]), encoded)
+    assert torch.equal(qwen._inputs(declared, PROMPT).positions[:, 0, at], full[:, 0, at + 2])  # placed at row 2
+    qwen.generate(declared, PROMPT, GenerationConfig(max_new_tokens=1))
+    with pytest.raises(HookUnavailable, match="declares no rows") as error:
+        qwen.generate(VisualSequence(merged), PROMPT, GenerationConfig(max_new_tokens=1))
+    assert "\n" not in str(error.value)
+    n = encoded.flat.shape[0]
+    with pytest.raises(ValueError, match=rf"token rows must lie in \[0, {n}\)"):
+        qwen.generate(VisualSequence(merged, torch.tensor([n]), encoded), PROMPT, GenerationConfig())
 
 
 def test_qwen_dfm_merges_temporal_groups_and_places_merged_tokens_at_their_argmax_weight_row():
-    qwen = BACKBONES.get("qwen25vl")(tiny_seed=0)
+    qwen = BACKBONES.get("qwen25vl").load(tiny_seed=0)
     video = frames(7)  # odd: the processor pads the last group with frame 6 itself
-    tokens = qwen.encode_frames(video)
+    encoded = qwen.encode_frames(video)
+    tokens = encoded.tokens
     groups, m = tokens.shape[:2]
     assert groups == 4
-    _, full, at, _ = qwen._prompt(tokens.reshape(-1, qwen.hidden_size), PROMPT)
-    full = full[:, 0, at:]
+    whole = qwen._inputs(VisualSequence.whole(encoded), PROMPT)
+    at = whole.visual.start
+    full = whole.positions[:, 0, at:]
     sample = Sample(id="s", task="needle", video="unused.mp4", question="Which word appeared?", options=(),
                     answer=None)
     # keyframes 3 and 6 (the padded tail): key groups 1 and 3; groups 0 and 2 merge against reference group 1
     selection = FrameSelection("dks", video.indices, (video.indices[3], video.indices[6]))
-    visual = DFMReducer().reduce(tokens, ReductionContext(sample, selection, video, qwen))
-    assert visual.shape[0] == 2 * m + 2
+    visual = DFMReducer().reduce(encoded, ReductionContext(sample, selection, video, qwen))
+    assert len(visual) == 2 * m + 2
     query = qwen.embed_text(sample.question).float().mean(0)
     scores = CosineScorer(query).scores(tokens[[0, 2]], tokens[[1, 1]])
     argmax_rows = torch.tensor([0, 2]) * m + scores.argmax(-1)
-    _, part, _, _ = qwen._prompt(visual, PROMPT)
-    part = part[:, 0, at:]
+    part = qwen._inputs(visual, PROMPT).positions[:, 0, at:]
     grid_rows = torch.arange(groups * m).reshape(groups, m)
     expected = torch.cat([argmax_rows[:1], grid_rows[1], argmax_rows[1:], grid_rows[3]])
     assert torch.equal(part[:, : len(expected)], full[:, expected])
-    assert torch.allclose(visual[m + 1], merge(tokens[[2]], scores[1:])[0])
+    assert torch.allclose(visual.tokens[m + 1], merge(tokens[[2]], scores[1:])[0])
     assert part[0, 0] < part[0, m + 1]  # the merged tokens of groups 0 and 2 keep their groups' times
 
 
@@ -176,7 +191,7 @@ def _masked_reference_logits(model, embeds, positions, visual, kept, layer):
     FastV's definition, computed without removing any row."""
     n = embeds.shape[1]
     dropped = sorted(set(visual) - set(kept))
-    base = hf_common.causal_mask(n, embeds.dtype, embeds.device)
+    base = causal_mask(n, embeds.dtype, embeds.device)
     masked = base.clone()
     masked[..., dropped] = torch.finfo(embeds.dtype).min
     lm = model.model.language_model
@@ -199,40 +214,35 @@ def _masked_reference_logits(model, embeds, positions, visual, kept, layer):
 
 @pytest.mark.parametrize("family", ["qwen25vl", "llava-ov"])
 def test_fastv_matches_a_masked_reference_run(family):
-    bb = BACKBONES.get(family)(tiny_seed=0)
-    tokens = bb.encode_frames(frames(8)).reshape(-1, bb.hidden_size)
+    bb = BACKBONES.get(family).load(tiny_seed=0)
+    encoded = bb.encode_frames(frames(8))
     prune = LlmPrune(layer=1, keep_ratio=0.3)
+    inputs = bb._inputs(VisualSequence.whole(encoded), PROMPT)
+    embeds, visual = inputs.embeds, inputs.visual
+    assert len(visual) == encoded.flat.shape[0]  # LLaVA-OV: the trailing image_newline is never pruned
+    positions = inputs.positions if family == "qwen25vl" else torch.arange(embeds.shape[1])[None]
     with torch.inference_mode():
-        if family == "qwen25vl":
-            embeds, positions, at, _ = bb._prompt(tokens, PROMPT)
-            visual = range(at, at + tokens.shape[0])
-            logits, _, kept, _ = hf_common.prefill_pruned(bb.model, embeds, positions, visual, prune.layer,
-                                                          prune.keep_ratio)
-        else:
-            embeds, at, n_visual, _ = bb._prompt(tokens, PROMPT)
-            positions = torch.arange(embeds.shape[1])[None]
-            visual = range(at, at + n_visual - 1)  # the trailing image_newline is never pruned
-            logits, _, kept = bb.prefill_pruned(embeds, visual, prune)
+        logits, _, kept, _ = prefill_pruned(bb.model, embeds, positions, visual, prune.layer, prune.keep_ratio)
     assert len(kept) == int(np.ceil(0.3 * len(visual)))
     reference = _masked_reference_logits(bb.model, embeds, positions, visual, kept, prune.layer)
     torch.testing.assert_close(logits.float(), reference.float(), atol=2e-4, rtol=1e-4)
     unpruned = _masked_reference_logits(bb.model, embeds, positions, visual, list(visual), prune.layer)
     assert not torch.allclose(reference, unpruned, atol=1e-5)  # pruning did change the answer distribution
-    first = bb.generate(tokens, PROMPT, GenerationConfig(max_new_tokens=1), llm_prune=prune)
+    first = bb.generate(VisualSequence.whole(encoded, prune), PROMPT, GenerationConfig(max_new_tokens=1))
     assert first.text == bb.tokenizer.decode([int(reference.argmax())], skip_special_tokens=True)
 
 
 def test_attention_implementation_and_dtype_options():
-    eager = BACKBONES.get("qwen25vl")(tiny_seed=0, attn_implementation="eager")
-    sdpa = BACKBONES.get("qwen25vl")(tiny_seed=0)
+    eager = BACKBONES.get("qwen25vl").load(tiny_seed=0, attn_implementation="eager")
+    sdpa = BACKBONES.get("qwen25vl").load(tiny_seed=0)
     assert eager.model.config._attn_implementation == "eager"
     clip = frames(4)
-    a = eager.generate(eager.encode_frames(clip).reshape(-1, 64), PROMPT, GenerationConfig(max_new_tokens=4))
-    b = sdpa.generate(sdpa.encode_frames(clip).reshape(-1, 64), PROMPT, GenerationConfig(max_new_tokens=4))
+    a = eager.generate(VisualSequence.whole(eager.encode_frames(clip)), PROMPT, GenerationConfig(max_new_tokens=4))
+    b = sdpa.generate(VisualSequence.whole(sdpa.encode_frames(clip)), PROMPT, GenerationConfig(max_new_tokens=4))
     assert a.text == b.text
-    assert BACKBONES.get("llava-ov")(tiny_seed=0, dtype="bfloat16").model.dtype == torch.bfloat16
+    assert BACKBONES.get("llava-ov").load(tiny_seed=0, dtype="bfloat16").model.dtype == torch.bfloat16
     with pytest.raises(ValueError, match="unknown attn_implementation"):
-        BACKBONES.get("llava-ov")(tiny_seed=0, attn_implementation="fast")
+        BACKBONES.get("llava-ov").load(tiny_seed=0, attn_implementation="fast")
 
 
 @pytest.mark.parametrize("model", ["llava-ov-7b-uniform", "llava-video-7b-uniform", "qwen25vl-7b-uniform"])
@@ -244,8 +254,8 @@ def test_7b_spec_offline_fails_with_one_line_and_exit_2(model, capsys):
 
 def test_checkpoint_directory_errors(tmp_path):
     with pytest.raises(ValueError, match="no config.json"):
-        hf_common.resolve_checkpoint(str(tmp_path))
+        resolve_checkpoint(str(tmp_path))
     with pytest.raises(ValueError, match="no such directory"):
-        hf_common.resolve_checkpoint(str(tmp_path / "missing"))
+        resolve_checkpoint(str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="exactly one of"):
-        BACKBONES.get("qwen25vl")()
+        BACKBONES.get("qwen25vl").load()

@@ -1,4 +1,5 @@
-"""The tiny LLaVA-OneVision backbone: offline build, from_pretrained round trip, official video path, generation."""
+"""The tiny LLaVA-OneVision backbone (`tiny`: LLaVA-OV with tiny_seed=0): offline build, from_pretrained round trip,
+official video path, generation, preflight."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from safetensors.torch import load_file
 from transformers import AutoProcessor, LlavaOnevisionForConditionalGeneration
 
 from harness.backbones import BACKBONES
-from harness.backbones import tiny
-from harness.backbones.tiny import TinyBackbone, build_tiny_checkpoint, build_tiny_model, load_tiny
-from harness.core.records import Frames, GenerationConfig, Prompt
+from harness.backbones.llava_ov import TINY_IMAGE_SIZE, LlavaOvBackbone, TinyBackbone, build_tiny_model
+from harness.core.config import ConfigError
+from harness.core.records import EncodedVideo, Frames, GenerationConfig, Prompt, VisualSequence
+from harness.hf.checkpoints import save_all, save_atomically, tiny_checkpoint
+from harness.hf.text import ENDOFTEXT, IM_END, IM_START, IMAGE, VIDEO
 
 PROMPT = Prompt(
     system="",
@@ -42,7 +45,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def backbone(cache: Path) -> TinyBackbone:
-    return load_tiny()  # builds the default checkpoint in the temporary cache
+    return TinyBackbone.load()  # builds the default checkpoint in the temporary cache
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +54,15 @@ def checkpoint(backbone: TinyBackbone, cache: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def frames16(backbone: TinyBackbone) -> torch.Tensor:
+def frames16(backbone: TinyBackbone) -> EncodedVideo:
     return backbone.encode_frames(make_frames(16))
 
 
-def test_registry_resolves_to_load_tiny() -> None:
-    assert BACKBONES.get("tiny") is load_tiny
+def test_registry_tiny_is_llava_ov_on_the_seed_0_tiny_checkpoint(backbone: TinyBackbone, checkpoint: Path) -> None:
+    assert BACKBONES.get("tiny") is TinyBackbone and issubclass(TinyBackbone, LlavaOvBackbone)
+    assert backbone.model.name_or_path == str(checkpoint) == str(LlavaOvBackbone.tiny_checkpoint(0))
+    assert TinyBackbone.hooks == LlavaOvBackbone.hooks and "vision_features" in backbone.hooks
+    assert backbone.name == "tiny" and TinyBackbone.placement == "sequential"
 
 
 def test_default_checkpoint_is_built_in_cache(checkpoint: Path) -> None:
@@ -75,36 +81,41 @@ def test_from_pretrained_round_trip_is_exact(checkpoint: Path) -> None:
         assert torch.equal(expected[key], actual[key]), key
 
 
-def test_same_seed_same_checkpoint_other_seed_differs(tmp_path: Path, checkpoint: Path) -> None:
-    a = load_file(build_tiny_checkpoint(tmp_path / "a", seed=0) / "model.safetensors")
+def test_same_seed_same_checkpoint_other_seed_differs(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))  # a second cache: the same seed must rebuild identically
+    again = LlavaOvBackbone.tiny_checkpoint(0)
+    assert again == tmp_path / "models" / checkpoint.name
+    a = load_file(again / "model.safetensors")
     b = load_file(checkpoint / "model.safetensors")
-    c = load_file(build_tiny_checkpoint(tmp_path / "c", seed=1) / "model.safetensors")
+    c = load_file(LlavaOvBackbone.tiny_checkpoint(1) / "model.safetensors")
     assert a.keys() == b.keys() == c.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
-    assert (tmp_path / "a" / "tokenizer.json").read_text() == (checkpoint / "tokenizer.json").read_text()
+    assert (again / "tokenizer.json").read_text() == (checkpoint / "tokenizer.json").read_text()
 
 
 def test_build_refuses_to_overwrite(checkpoint: Path) -> None:
     with pytest.raises(FileExistsError):
-        build_tiny_checkpoint(checkpoint)
+        save_atomically(checkpoint, lambda staging: save_all(staging, *build_tiny_model(0)))
 
 
 def test_concurrent_first_use_builds_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
     builds: list[Path] = []
 
-    def slow_build(directory: Path, seed: int = 0) -> Path:
-        builds.append(directory)
+    def slow_write(staging: Path) -> None:
+        builds.append(staging)
         time.sleep(0.2)  # widen the race window
-        return build_tiny_checkpoint(directory, seed)
+        save_all(staging, *build_tiny_model(0))
 
-    monkeypatch.setattr(tiny, "build_tiny_checkpoint", slow_build)
     target = tmp_path / "models" / "tiny-llava-ov-v1-seed0"
     errors: list[BaseException] = []
 
     def use() -> None:
         try:
-            tiny.ensure_checkpoint(target, 0)
+            assert tiny_checkpoint("llava-ov", 1, 0, slow_write) == target
         except BaseException as error:  # surfaced by the assert below
             errors.append(error)
 
@@ -113,49 +124,54 @@ def test_concurrent_first_use_builds_once(tmp_path: Path, monkeypatch: pytest.Mo
         thread.start()
     for thread in threads:
         thread.join()
-    assert not errors and builds == [target]
+    assert not errors and len(builds) == 1
     assert (target / "model.safetensors").is_file()
+    assert not [p for p in target.parent.iterdir() if ".tmp-" in p.name]
 
 
 def test_tokens_per_frame_follows_config(backbone: TinyBackbone) -> None:
     vision = backbone.model.config.vision_config
     grid = vision.image_size // vision.patch_size
     assert backbone.tokens_per_frame == math.ceil(grid / 2) ** 2 == 16
+    assert TinyBackbone.tokens_per_frame_for() == LlavaOvBackbone.tokens_per_frame_for(tiny_seed=3) == 16
     assert backbone.hidden_size == backbone.model.config.text_config.hidden_size == 64
 
 
 def test_encode_frames_shape_and_frame_independence(backbone: TinyBackbone) -> None:
-    tokens = backbone.encode_frames(make_frames(4))
+    encoded = backbone.encode_frames(make_frames(4))
+    tokens = encoded.tokens
     assert tokens.shape == (4, backbone.tokens_per_frame, backbone.hidden_size)
+    assert (encoded.frames_per_row, encoded.grid, encoded.timestamps_s) == (1, None, (0.0, 1.0, 2.0, 3.0))
     assert torch.isfinite(tokens).all()
     # frames are encoded independently, so a frame subset gives the same tokens (selectors rely on it)
-    torch.testing.assert_close(backbone.encode_frames(make_frames(4)), tokens)
+    torch.testing.assert_close(backbone.encode_frames(make_frames(4)).tokens, tokens)
     first_two = Frames(indices=(0, 1), timestamps_s=(0.0, 1.0), pixels=make_frames(4).pixels[:2])
-    torch.testing.assert_close(backbone.encode_frames(first_two), tokens[:2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(backbone.encode_frames(first_two).tokens, tokens[:2], atol=1e-5, rtol=1e-5)
 
 
-def test_generate_accounting_and_determinism(backbone: TinyBackbone, frames16: torch.Tensor) -> None:
-    visual = frames16.reshape(-1, backbone.hidden_size)
+def test_generate_accounting_and_determinism(backbone: TinyBackbone, frames16: EncodedVideo) -> None:
+    visual = VisualSequence.whole(frames16)
     config = GenerationConfig(max_new_tokens=16)
     first = backbone.generate(visual, PROMPT, config)
     second = backbone.generate(visual, PROMPT, config)
     assert isinstance(first.text, str) and first.text == second.text
-    assert first.visual_tokens == visual.shape[0] + 1  # + LLaVA-OV's image_newline after the video
+    assert first.visual_tokens == len(visual) + 1  # + LLaVA-OV's image_newline after the video
     assert first.text_tokens > 0 and first.text_tokens == second.text_tokens
     assert 1 <= first.generated_tokens <= config.max_new_tokens
     assert set(first.timings_s) == {"prefill", "decode"}
 
 
-def test_reduced_visual_sequence_still_generates(backbone: TinyBackbone, frames16: torch.Tensor) -> None:
-    result = backbone.generate(frames16[0], PROMPT, GenerationConfig(max_new_tokens=4))
+def test_reduced_visual_sequence_still_generates(backbone: TinyBackbone, frames16: EncodedVideo) -> None:
+    first_frame = VisualSequence.select(frames16, torch.arange(backbone.tokens_per_frame))
+    result = backbone.generate(first_frame, PROMPT, GenerationConfig(max_new_tokens=4))
     assert result.visual_tokens == backbone.tokens_per_frame + 1
     assert 1 <= result.generated_tokens <= 4
 
 
 def test_generation_stops_at_stop_token(
-    backbone: TinyBackbone, frames16: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+    backbone: TinyBackbone, frames16: EncodedVideo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    visual = frames16.reshape(-1, backbone.hidden_size)
+    visual = VisualSequence.whole(frames16)
     embeds, _, _ = backbone.prompt_embeds(visual, PROMPT)
     with torch.inference_mode():
         first_token = int(backbone.model(inputs_embeds=embeds).logits[0, -1].argmax())
@@ -166,7 +182,7 @@ def test_generation_stops_at_stop_token(
 def test_matches_official_transformers_video_path(backbone: TinyBackbone) -> None:
     """Our splice + own decode loop == HF's processor (expanded <video>) + model.generate, token for token."""
     frames = make_frames(4, seed=3)
-    visual = backbone.encode_frames(frames).reshape(-1, backbone.hidden_size)
+    visual = VisualSequence.whole(backbone.encode_frames(frames))
     ours = backbone.generate(visual, PROMPT, GenerationConfig(max_new_tokens=8))
 
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": PROMPT.user}]}]
@@ -187,10 +203,10 @@ def test_matches_official_transformers_video_path(backbone: TinyBackbone) -> Non
 
 
 def test_choices_answer_is_the_option_letter_with_the_highest_next_token_logit(
-    backbone: TinyBackbone, frames16: torch.Tensor
+    backbone: TinyBackbone, frames16: EncodedVideo
 ) -> None:
     letters = ("A", "B", "C", "D")
-    visual = frames16.reshape(-1, backbone.hidden_size)
+    visual = VisualSequence.whole(frames16)
     result = backbone.generate(visual, PROMPT, GenerationConfig(max_new_tokens=16, choices=letters))
     ids = [backbone.tokenizer(letter, add_special_tokens=False)["input_ids"][0] for letter in letters]
     with torch.inference_mode():
@@ -202,15 +218,17 @@ def test_choices_answer_is_the_option_letter_with_the_highest_next_token_logit(
     assert int(logits.argmax()) not in ids
 
 
-def test_prompt_with_extra_video_placeholder_is_rejected(backbone: TinyBackbone, frames16: torch.Tensor) -> None:
+def test_prompt_with_extra_video_placeholder_is_rejected(backbone: TinyBackbone, frames16: EncodedVideo) -> None:
     prompt = Prompt(system="", user="Compare with <video> please.")
     with pytest.raises(ValueError, match="exactly one"):
-        backbone.generate(frames16[0], prompt, GenerationConfig())
+        backbone.generate(VisualSequence.whole(frames16), prompt, GenerationConfig())
 
 
-def test_per_frame_tokens_must_be_flattened_first(backbone: TinyBackbone, frames16: torch.Tensor) -> None:
-    with pytest.raises(ValueError, match="visual_tokens must be"):
-        backbone.generate(frames16, PROMPT, GenerationConfig())
+def test_visual_tokens_must_be_flat_and_of_the_llm_width(backbone: TinyBackbone, frames16: EncodedVideo) -> None:
+    with pytest.raises(ValueError, match=r"must be \[L, C\]"):
+        VisualSequence(frames16.tokens)  # per-frame tokens must be flattened first
+    with pytest.raises(ValueError, match=r"visual tokens must be \[L, 64\]"):
+        backbone.generate(VisualSequence(torch.zeros(3, 8)), PROMPT, GenerationConfig())
 
 
 def test_embed_text_uses_input_embeddings(backbone: TinyBackbone) -> None:
@@ -230,17 +248,41 @@ def test_processor_round_trips(checkpoint: Path, tmp_path: Path) -> None:
     assert again.tokenizer.get_vocab() == processor.tokenizer.get_vocab()
     assert again.chat_template == processor.chat_template == again.tokenizer.chat_template
     assert again.num_image_tokens == processor.num_image_tokens == 64
-    assert processor.video_processor.size.height == processor.image_processor.size.height == tiny.IMAGE_SIZE
-    for token in tiny.SPECIAL_TOKENS:  # each special token stays one unsplit id
+    assert processor.video_processor.size.height == processor.image_processor.size.height == TINY_IMAGE_SIZE
+    for token in (ENDOFTEXT, IM_START, IM_END, IMAGE, VIDEO):  # each special token stays one unsplit id
         assert len(processor.tokenizer(token, add_special_tokens=False)["input_ids"]) == 1
 
 
 def test_load_errors(checkpoint: Path, tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available") as error:
-            load_tiny(checkpoint=str(checkpoint), device="cuda")
+            TinyBackbone.load(checkpoint=str(checkpoint), device="cuda")
         assert "\n" not in str(error.value)
-    with pytest.raises(ValueError, match="unknown dtype"):
-        load_tiny(checkpoint=str(checkpoint), dtype="float8")
-    with pytest.raises(FileNotFoundError):
-        load_tiny(checkpoint=str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="unknown dtype"):
+        TinyBackbone.load(checkpoint=str(checkpoint), dtype="float8")
+    with pytest.raises(ConfigError, match="no such directory"):
+        TinyBackbone.load(checkpoint=str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="exactly one of"):
+        TinyBackbone.load(checkpoint=str(checkpoint), tiny_seed=0)
+
+
+def test_a_checkpoint_directory_loads_instead_of_the_tiny_seed(backbone: TinyBackbone, checkpoint: Path) -> None:
+    loaded = TinyBackbone.load(checkpoint=str(checkpoint))
+    assert loaded.model.name_or_path == str(checkpoint) and loaded.name == "tiny"
+    assert TinyBackbone.tokens_per_frame_for(checkpoint=str(checkpoint)) == loaded.tokens_per_frame == 16
+
+
+def test_preflight_checks_arguments_without_building(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    TinyBackbone.preflight()
+    TinyBackbone.preflight(tiny_seed=5, dtype="bfloat16", device="cuda")  # the device is the worker's business
+    assert not (tmp_path / "models").exists()  # nothing built, nothing loaded
+    with pytest.raises(ConfigError) as error:
+        TinyBackbone.preflight(seed=1)
+    message = str(error.value)
+    assert "'tiny'" in message and "'seed'" in message and "tiny_seed" in message and "checkpoint" in message
+    assert "\n" not in message
+    with pytest.raises(ConfigError, match="unknown dtype 'float8'"):
+        TinyBackbone.preflight(dtype="float8")
+    with pytest.raises(ConfigError, match="unknown attn_implementation"):
+        TinyBackbone.preflight(attn_implementation="fast")

@@ -5,7 +5,8 @@ import importlib.util
 import pytest
 
 from harness.core.config import ConfigError
-from harness.backbones.vllm import VllmVideoModel, main
+from harness.backbones.vllm import VllmVideoModel
+from harness.bench.vllm_smoke import main
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="checks the venv WITHOUT vllm")

@@ -7,11 +7,22 @@ import pytest
 import torch
 
 from baselines.fastv import FastV
-from harness.backbones import HookUnavailable, LlmPrune
-from harness.backbones.tiny import load_tiny
-from harness.core.records import Frames, GenerationConfig, Prompt
+from harness.backbones import BACKBONES
+from harness.backbones.fastv import prefill_pruned
+from harness.core.records import EncodedVideo, Frames, GenerationConfig, LlmPrune, Prompt, VisualSequence
 
 PROMPT = Prompt(system="", user="What color is the car?\nA. red\nB. blue\nC. green\nD. white")
+
+
+def load_tiny():
+    return BACKBONES.get("tiny").load()
+
+
+def pruned_prefill(backbone, embeds, span, prune):
+    """The LLaVA-OV FastV prefill (sequential positions): (logits, cache, kept visual positions)."""
+    positions = torch.arange(embeds.shape[1])[None]
+    logits, cache, kept, _ = prefill_pruned(backbone.model, embeds, positions, span, prune.layer, prune.keep_ratio)
+    return logits, cache, kept
 
 
 @pytest.fixture(scope="module")
@@ -19,14 +30,13 @@ def setup():
     backbone = load_tiny()
     pixels = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
     frames = Frames(tuple(range(4)), (0.0, 1.0, 2.0, 3.0), pixels)
-    visual = backbone.encode_frames(frames).reshape(-1, backbone.hidden_size)
-    embeds, at, n_visual, _ = backbone._prompt(visual, PROMPT)
-    return backbone, embeds, range(at, at + n_visual - 1)
+    inputs = backbone._inputs(VisualSequence.whole(backbone.encode_frames(frames)), PROMPT)
+    return backbone, inputs.embeds, inputs.visual
 
 
 def test_keeps_exactly_the_top_attention_tokens(setup):
     backbone, embeds, span = setup
-    _, _, kept = backbone.prefill_pruned(embeds, span, LlmPrune(layer=1, keep_ratio=0.5))
+    _, _, kept = pruned_prefill(backbone, embeds, span, LlmPrune(layer=1, keep_ratio=0.5))
     # reference: eager attention weights of layer K-1 = 0, last query, mean over heads
     eager = load_tiny().model
     eager.set_attn_implementation("eager")
@@ -77,14 +87,14 @@ def masked_reference(backbone, embeds, span, kept, layer, steps):
 def test_output_equals_masked_reference_run(setup):
     backbone, embeds, span = setup
     prune = LlmPrune(layer=1, keep_ratio=0.5)
-    logits, _, kept = backbone.prefill_pruned(embeds, span, prune)
+    logits, _, kept = pruned_prefill(backbone, embeds, span, prune)
     reference = masked_reference(backbone, embeds, span, kept, prune.layer, steps=6)
     assert torch.allclose(logits, reference[0], atol=1e-4)
     # a different kept set gives a different output: the comparison can fail
     other = masked_reference(backbone, embeds, span, sorted(set(span) - set(kept)), prune.layer, steps=1)
     assert not torch.allclose(logits, other[0], atol=1e-4)
     visual = embeds[0, span.start : span.stop]  # the visual tokens generate() puts back at the same place
-    generation = backbone.generate(visual, PROMPT, GenerationConfig(max_new_tokens=6), llm_prune=prune)
+    generation = backbone.generate(VisualSequence(visual, llm_prune=prune), PROMPT, GenerationConfig(max_new_tokens=6))
     expected = [int(step.argmax()) for step in reference][: generation.generated_tokens]
     assert backbone.tokenizer.decode(expected, skip_special_tokens=True) == generation.text
     assert generation.visual_tokens_after_llm_prune == math.ceil(0.5 * len(span)) + 1
@@ -95,27 +105,22 @@ def test_keep_all_equals_plain_generation(setup):
     backbone, _, _ = setup
     tokens = torch.randn(32, backbone.hidden_size, generator=torch.Generator().manual_seed(0))
     config = GenerationConfig(max_new_tokens=6)
-    plain = backbone.generate(tokens, PROMPT, config)
-    kept = backbone.generate(tokens, PROMPT, config, llm_prune=LlmPrune(layer=1, keep_ratio=1.0))
+    plain = backbone.generate(VisualSequence(tokens), PROMPT, config)
+    kept = backbone.generate(VisualSequence(tokens, llm_prune=LlmPrune(layer=1, keep_ratio=1.0)), PROMPT, config)
     assert plain.text == kept.text and kept.visual_tokens_after_llm_prune == plain.visual_tokens
 
 
 def test_layer_beyond_the_llm_fails_clearly(setup):
     backbone, embeds, span = setup
     with pytest.raises(ValueError, match="must be below the LLM's 2 layers"):
-        backbone.prefill_pruned(embeds, span, LlmPrune(layer=2, keep_ratio=0.5))
+        pruned_prefill(backbone, embeds, span, LlmPrune(layer=2, keep_ratio=0.5))
 
 
-def test_defaults_and_missing_hook():
-    assert FastV().llm_prune == LlmPrune(layer=2, keep_ratio=0.5)  # K=2, R=50% (FastV README)
-
-    class Bare:
-        name, hooks = "bare", frozenset({"embed_text"})
-
-    class Ctx:
-        backbone = Bare()
-
-    with pytest.raises(HookUnavailable, match="FastV needs the backbone hook 'llm_prune'.*offers: embed_text"):
-        FastV().reduce(torch.zeros(1, 4, 8), Ctx())
+def test_defaults_and_the_request_in_the_sequence():
+    encoded = EncodedVideo(torch.zeros(2, 4, 8), (0.0, 1.0))
+    visual = FastV().reduce(encoded, None)
+    assert visual.llm_prune == LlmPrune(layer=2, keep_ratio=0.5)  # K=2, R=50% (FastV README)
+    assert torch.equal(visual.tokens, encoded.flat) and visual.rows.tolist() == list(range(8))
+    assert FastV.requires == {"llm_prune"}  # the preflight refuses a backbone without it (tests/model/test_preflight.py)
     with pytest.raises(ValueError, match="keep_ratio"):
         FastV(ratio=1.0)

@@ -3,6 +3,7 @@
 import torch
 
 from baselines.tome import ToMe, bipartite_merge, merge_to
+from harness.core.records import EncodedVideo
 
 
 def test_most_similar_pair_merges_with_size_weights():
@@ -37,4 +38,5 @@ def test_duplicates_collapse_first():
 
 def test_reducer_keeps_ratio():
     tokens = torch.randn(16, 16, 32, generator=torch.Generator().manual_seed(3))
-    assert ToMe(keep_ratio=0.25).reduce(tokens, None).shape == (64, 32)
+    out = ToMe(keep_ratio=0.25).reduce(EncodedVideo(tokens, ()), None)
+    assert out.tokens.shape == (64, 32) and out.rows is None  # merged tokens stand for no one encoded row

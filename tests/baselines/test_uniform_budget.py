@@ -64,4 +64,4 @@ def test_spec_tokens_per_frame_is_the_backbones(name):
 
     spec = MODELS.get(name)
     selector = SELECTORS.get(spec.selector.name)(**spec.selector.args)
-    assert selector.tokens_per_frame == BACKBONES.get(spec.backbone.name)(**spec.backbone.args).tokens_per_frame
+    assert selector.tokens_per_frame == BACKBONES.get(spec.backbone.name).load(**spec.backbone.args).tokens_per_frame

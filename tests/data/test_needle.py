@@ -11,11 +11,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-import harness.data.needle as needle
-from harness.data.needle import LETTERS, MANIFEST, NeedleConfig, ensure_needle_dataset
+from harness.core.records import LETTERS
+from harness.data.needle import MANIFEST, NeedleConfig, dataset, ensure_needle_dataset, main, render
 from harness.video.reader import probe, read_frames
 
 SMALL = NeedleConfig(lengths=(16, 48), per_cell=4)
+GOLD = tuple(LETTERS[:4])  # every needle question has four options; a tuple, so "" or "AB" is not a member
 COLUMNS = [
     "question_id", "video", "question", "options", "answer", "kind", "num_frames", "fps", "duration", "depth",
     "length_bucket", "needle_frames", "needle_times", "needle_events", "evidence_spans", "depth_bucket",
@@ -67,8 +68,8 @@ def test_annotations_schema_and_consistency(small, rows):
 
 def test_answers_are_valid_balanced_and_right(rows):
     for r in rows:
-        assert r["answer"] in LETTERS and len(r["options"]) == 4 and len(set(r["options"])) == 4
-        gold = r["options"][LETTERS.index(r["answer"])]
+        assert r["answer"] in GOLD and len(r["options"]) == 4 and len(set(r["options"])) == 4
+        gold = r["options"][GOLD.index(r["answer"])]
         if r["kind"] == "retrieval":
             assert r["needle_labels"] == [gold] and r["question"] == "Which of these appeared in the video?"
         elif r["kind"] == "ordering":
@@ -80,7 +81,7 @@ def test_answers_are_valid_balanced_and_right(rows):
     # per_cell=4: every (kind, length) cell uses each letter exactly once
     cells = Counter((r["kind"], r["num_frames"]) for r in rows)
     for cell in cells:
-        assert sorted(r["answer"] for r in rows if (r["kind"], r["num_frames"]) == cell) == list(LETTERS)
+        assert sorted(r["answer"] for r in rows if (r["kind"], r["num_frames"]) == cell) == list(GOLD)
 
 
 def test_retrieval_depths_are_controlled(rows):
@@ -148,7 +149,7 @@ def test_interrupted_generation_leaves_nothing_reusable(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(needle, "_write_manifest", crash)
+    monkeypatch.setattr(dataset, "_write_manifest", crash)
     with pytest.raises(KeyboardInterrupt):
         ensure_needle_dataset(tmp_path / "ds", NeedleConfig(lengths=(16,), per_cell=1))
     assert list(tmp_path.iterdir()) == []
@@ -168,7 +169,7 @@ def test_invalid_config_is_rejected():
 
 
 def test_mpeg4_fallback_writes_usable_videos(tmp_path, monkeypatch):
-    monkeypatch.setattr(needle, "_video_codec", lambda: "mpeg4")
+    monkeypatch.setattr(render, "_video_codec", lambda: "mpeg4")
     annotations = ensure_needle_dataset(tmp_path / "ds", NeedleConfig(lengths=(16,), per_cell=1))
     for r in pq.read_table(annotations).to_pylist():
         diffs = adjacent_diffs(decode_all(annotations.parent, r))
@@ -177,7 +178,7 @@ def test_mpeg4_fallback_writes_usable_videos(tmp_path, monkeypatch):
 
 
 def test_cli(tmp_path, capsys):
-    needle.main(["--out", str(tmp_path / "cli"), "--lengths", "16", "--seed", "3", "--per-cell", "1"])
+    main(["--out", str(tmp_path / "cli"), "--lengths", "16", "--seed", "3", "--per-cell", "1"])
     path = Path(capsys.readouterr().out.strip())
     assert path == tmp_path / "cli" / "annotations.parquet"
     assert json.loads((path.parent / MANIFEST).read_text())["config"]["seed"] == 3

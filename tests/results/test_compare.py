@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from harness.cli import main
-from harness.results.compare import CompareError, compare, figures, labelled, load_run
+from harness.results.compare import CompareError, figures, labelled, load_run
 from harness.evaluate import EvalRequest, evaluate
 from harness.results.plots import frame_strip, grid
 from harness.core.records import SampleResult

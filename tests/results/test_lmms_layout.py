@@ -13,9 +13,9 @@ def test_videomme_run_in_lmms_eval_layout(tmp_path):
                             correct=s.answer == 1, raw_output="B", video_id=s.video_id,
                             breakdown={"duration": "short", "domain": "Sports Competition", "task_type": "Counting Problem"})
                for s in samples]
-    summary = {"metrics": {"accuracy": 100 / 3, "accuracy_stderr": 27.2, "breakdowns": {}}}
+    metrics = {"accuracy": 100 / 3, "accuracy_stderr": 27.2, "breakdowns": {}}
     config = {"task_version": 1, "limit": 3, "run_id": "r", "task_spec": {"generation": {"max_new_tokens": 16}}}
-    res_path, samples_path = write_lmms_layout(tmp_path, "videomme", "tiny-uniform", summary, results, samples, config)
+    res_path, samples_path = write_lmms_layout(tmp_path, "videomme", "tiny-uniform", metrics, results, samples, config)
     doc = json.loads(res_path.read_text())
     assert res_path.parent == tmp_path / "lmms_eval" / "tiny-uniform" and res_path.name.endswith("_results.json")
     assert {"results", "groups", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better", "n-samples",
@@ -33,9 +33,9 @@ def test_videomme_run_in_lmms_eval_layout(tmp_path):
 def test_longvideobench_is_a_fraction_and_unknown_tasks_report_accuracy(tmp_path):
     sample = Sample(id="x", task="longvideobench", video="/v.mp4", question="q", options=("a", "b"), answer=0)
     result = SampleResult(id="x", task="longvideobench", model="m", status="ok", gold=0, pred=0, correct=True)
-    summary = {"metrics": {"accuracy": 100.0, "accuracy_stderr": 0.0}}
-    res, _ = write_lmms_layout(tmp_path, "longvideobench", "m", summary, [result], [sample], {})
+    metrics = {"accuracy": 100.0, "accuracy_stderr": 0.0}
+    res, _ = write_lmms_layout(tmp_path, "longvideobench", "m", metrics, [result], [sample], {})
     assert json.loads(res.read_text())["results"]["longvideobench_val_v"]["lvb_acc,none"] == 1.0
-    res, lines = write_lmms_layout(tmp_path / "n", "needle", "m", summary, [result], [sample], {})
+    res, lines = write_lmms_layout(tmp_path / "n", "needle", "m", metrics, [result], [sample], {})
     assert json.loads(res.read_text())["results"]["needle"]["accuracy,none"] == 1.0
     assert json.loads(lines.read_text())["accuracy"] == 1

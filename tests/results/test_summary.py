@@ -5,9 +5,11 @@ import dataclasses
 
 import pytest
 
-from harness.evaluate import EvalRequest, run_config
-from harness.results.summary import breakdown_cost, build_summary, cost, numeric_means, protocol, render_markdown, ttft_s
 from harness.core.records import SampleResult
+from harness.data.tasks import MetricSpec
+from harness.evaluate import EvalRequest, run_config
+from harness.results.summary import (breakdown_cost, build_summary, cost, numeric_means, protocol, render_markdown,
+                                     stage_costs, ttft_s)
 
 TIMINGS = {"video_decode": 0.5, "select": 0.1, "vision": 0.2, "reduce": 0.05, "llm_prefill": 0.15,
            "llm_decode": 1.0}
@@ -71,10 +73,46 @@ def test_protocol_versions_follow_the_prompt_text():
     assert protocol(changed)["extractor"] == first["extractor"]
 
 
+CONFIG = {"task": "needle", "model": "m", "task_version": 1, "prompt_profile": "p", "extractor": "mcq_letter",
+          "task_spec": {"prompts": {"p": {"user": "q"}}}, "model_spec": {}}
+
+
+def test_stage_costs_are_means_over_the_answered_samples():
+    results = [result(i) for i in range(4)] + [result(4, status="model_error", timings_s={"vision": 9.0})]
+    assert stage_costs(results) == pytest.approx({**TIMINGS, "total": 3.5})
+    assert list(stage_costs(results)) == sorted(stage_costs(results))
+
+
+@dataclasses.dataclass
+class _Stats:  # stands in for the runner's RunStats: any dataclass
+    retries: int = 1
+    statuses: dict = dataclasses.field(default_factory=lambda: {"ok": 4})
+
+
+def test_summary_json_layout_with_task_metrics_runner_and_submission():
+    results = [result(i, breakdown={"task_type": "count" if i else "order"}, correct=i != 1) for i in range(4)]
+    metric = MetricSpec(name="mavg", breakdown=("task_type",), macro_over="task_type")
+    origin = {"versions": {"python": "3"}, "protocol": {"task_version": 1}}
+    summary = build_summary(results, metric, 10.0, CONFIG, timed=results[2:], stats=_Stats(), origin=origin,
+                            submission_file="submission.json")
+    data = summary.to_json()
+    assert list(data) == ["config", "versions", "protocol", "metrics", "cost", "breakdown_cost", "runner"]
+    assert data["versions"] == {"python": "3"} and data["config"] == CONFIG
+    m = data["metrics"]
+    assert m["accuracy"] == 75.0 and m["breakdowns"]["task_type"]["count"] == {"accuracy": 100 * 2 / 3, "n": 3}
+    assert m["mavg"] == pytest.approx((100 + 100 * 2 / 3) / 2) and (m["mavg_over"], m["mavg_groups"]) == ("task_type", 2)
+    assert m["submission_file"] == "submission.json" and "submission_file" not in summary.metrics
+    assert data["cost"] == {**cost(results, 10.0, results[2:]),
+                            **{f"stage_{k}_mean_s": v for k, v in stage_costs(results).items()}}
+    assert data["cost"]["stage_llm_decode_mean_s"] == 1.0 and data["cost"]["samples_per_s"] == pytest.approx(0.2)
+    assert data["breakdown_cost"] == breakdown_cost(results, ["task_type"])
+    assert data["runner"] == {"retries": 1, "statuses": {"ok": 4}}
+    plain = build_summary(results, MetricSpec(breakdown=("task_type",)), 10.0, CONFIG, origin=origin).to_json()
+    assert "runner" not in plain and "mavg" not in plain["metrics"] and "submission_file" not in plain["metrics"]
+
+
 def test_markdown_has_cost_columns_and_breakdowns():
-    config = {"task": "needle", "model": "m", "task_version": 1, "prompt_profile": "p", "extractor": "mcq_letter",
-              "task_spec": {"prompts": {"p": {"user": "q"}}}, "model_spec": {}}
-    summary = build_summary([result(i) for i in range(4)], ["length_bucket"], 10.0, config)
+    summary = build_summary([result(i) for i in range(4)], MetricSpec(breakdown=("length_bucket",)), 10.0, CONFIG)
     text = render_markdown(summary)
     assert "ttft_mean_s" in text and "latency_mean_s" in text and "## accuracy by length_bucket" in text
     assert "| 32 | 100.0 | 2 | 0.5 |" in text

@@ -121,7 +121,7 @@ def test_live_series_and_summary_keys(wandb_run):
                 "cost/needle_retention"):
         assert key in summary, key
     assert summary["metrics/n"] == 4 and summary["cost/visual_tokens_mean"] == 257
-    assert summary["cost/ttft_mean_s"] == pytest.approx(outcome.summary["cost"]["ttft_mean_s"])
+    assert summary["cost/ttft_mean_s"] == pytest.approx(outcome.summary.cost["ttft_mean_s"])
 
 
 def test_report_panels_read_keys_the_run_has(wandb_run):
@@ -146,7 +146,7 @@ def test_samples_table_with_frame_strips(wandb_run):
     with_strip = [row for row in table["data"] if row[columns.index("frames")] is not None]
     strips = sorted(media.glob("images/frames/*.png"))
     assert len(with_strip) == len(strips) == 4
-    video = probe(str(next(Path(outcome.summary["config"]["data_root"]).glob("videos/*.mp4"))))
+    video = probe(str(next(Path(outcome.summary.config["data_root"]).glob("videos/*.mp4"))))
     tile = round(video.width * 48 / video.height) // 2 * 2  # thumbnails 48 px high, aspect kept
     for path in strips:  # 16 kept frames side by side, 2 px gaps
         assert Image.open(path).size == (16 * tile + 15 * 2, 48)

@@ -8,24 +8,28 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from transformers import AutoTokenizer, CLIPImageProcessor
+
+from harness.backbones import BACKBONES, HookUnavailable, LlmPrune
 from harness.cli import main
-from harness.core.records import Frames
+from harness.core.records import Frames, GenerationConfig, Prompt, VisualSequence
 from harness.data.samples import ensure_data, resolve_root
 from harness.data.tasks import get_task
 from harness.vilamp import vilamp_visual_tokens
 from harness.vilamp.model import (
     CheckpointLayoutError,
+    ViLAMPBackbone,
+    ViLAMPTinyBackbone,
     build_model,
-    build_tiny_vilamp_checkpoint,
     load_official,
-    load_vilamp_tiny,
     save_official,
+    tiny_vilamp_checkpoint,
 )
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return build_tiny_vilamp_checkpoint(tmp_path_factory.mktemp("vilamp") / "tiny", seed=0)
+def checkpoint():
+    return tiny_vilamp_checkpoint(seed=0)  # in the tests' private cache
 
 
 def test_every_key_of_the_official_layout_loads(checkpoint):
@@ -84,20 +88,49 @@ def test_7b_layout_shapes_without_weights():
     assert math.ceil(grid / 2) ** 2 == 196 and vilamp_visual_tokens(600, 32, 196) == 6841
 
 
-def test_tiny_backbone_tokens_and_pooling():
-    backbone = load_vilamp_tiny()
-    assert backbone.tokens_per_frame == 16 and backbone.grid == 8
+def test_tiny_backbone_tokens_and_pooling(checkpoint):
+    assert BACKBONES.get("vilamp-tiny") is ViLAMPTinyBackbone
+    backbone = ViLAMPTinyBackbone.load()
+    assert backbone.tokens_per_frame == ViLAMPTinyBackbone.tokens_per_frame_for() == 16 and backbone.grid == 8
     pixels = np.random.default_rng(0).integers(0, 256, (3, 48, 64, 3), dtype=np.uint8)
     frames = Frames((0, 1, 2), (0.0, 1.0, 2.0), pixels)
     patches = backbone.encode_patches(frames)
     assert patches.shape == (3, 64, backbone.hidden_size)
-    pooled = backbone.encode_frames(frames)
+    encoded = backbone.encode_frames(frames)
+    pooled = encoded.tokens
     assert pooled.shape == (3, 16, backbone.hidden_size)
+    assert (encoded.frames_per_row, encoded.grid, encoded.timestamps_s) == (1, None, (0.0, 1.0, 2.0))
     grid = patches.view(3, 8, 8, -1).permute(0, 3, 1, 2)
     manual = torch.nn.functional.interpolate(grid, size=[4, 4], mode="bilinear").permute(0, 2, 3, 1).reshape(3, 16, -1)
     assert torch.allclose(pooled, manual)
     scorer = backbone.dfm_scorer("What color is the car?")
     assert scorer.scores(patches[:2], patches[1:]).shape == (2, 64)
+
+
+def test_generate_appends_the_newline_and_refuses_in_llm_pruning():
+    backbone = ViLAMPTinyBackbone.load()
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
+    visual = VisualSequence.whole(backbone.encode_frames(Frames((0, 1), (0.0, 1.0), pixels)))
+    prompt = Prompt(system="", user="What color is the car?\nA. red\nB. blue")
+    out = backbone.generate(visual, prompt, GenerationConfig(max_new_tokens=3))
+    assert out.visual_tokens == 2 * 16 + 1 and 1 <= out.generated_tokens <= 3
+    embeds, n_visual, n_text = backbone.prompt_embeds(visual, prompt)
+    assert embeds.shape == (1, n_visual + n_text, backbone.hidden_size) and n_visual == out.visual_tokens
+    with pytest.raises(HookUnavailable, match="'llm_prune'"):
+        backbone.generate(VisualSequence.whole(visual.source, LlmPrune(1, 0.5)), prompt, GenerationConfig())
+
+
+def test_instance_hooks_follow_the_composer_type(checkpoint, tmp_path):
+    assert {"dfm_scorer", "non_keyframe_tokens", "patch_features", "image_text_encoder"} <= ViLAMPBackbone.hooks
+    sig = ViLAMPTinyBackbone.load()
+    assert sig.composer_type == "sig_pooling" and sig.hooks == ViLAMPBackbone.hooks - {"non_keyframe_tokens"}
+    cfg = {**json.loads((checkpoint / "config.json").read_text()), "composer_type": "single_token"}
+    single = ViLAMPBackbone(build_model(cfg), cfg, AutoTokenizer.from_pretrained(checkpoint),
+                            AutoTokenizer.from_pretrained(checkpoint / "clip"),
+                            CLIPImageProcessor.from_pretrained(checkpoint / "clip"))
+    assert single.hooks == ViLAMPBackbone.hooks - {"dfm_scorer"}
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 48, 64, 3), dtype=np.uint8)
+    assert single.non_keyframe_tokens(Frames((0, 1, 2), (0.0, 1.0, 2.0), pixels)).shape == (3, single.hidden_size)
 
 
 def test_vilamp_without_checkpoint_exits_2_with_one_line(capsys, tmp_path, monkeypatch):

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.backbones.tiny import load_tiny
+from harness.backbones import BACKBONES
+from harness.core.status import ANSWERED
 from harness.evaluate import EvalRequest, evaluate
-from harness.core.records import Frames, FrameSelection, Sample
+from harness.core.records import EncodedVideo, Frames, FrameSelection, Sample
 from harness.methods.reduction import ReductionContext
 from harness.run.runner import RunnerConfig
 from harness.vilamp import vilamp_visual_tokens
@@ -55,7 +56,7 @@ SAMPLE = Sample(id="s", task="t", video="", question="What color is the car?", o
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_tiny()
+    return BACKBONES.get("tiny").load()
 
 
 def test_streaming_reads_and_encodes_in_bounded_chunks_and_matches_in_memory(tiny):
@@ -68,7 +69,7 @@ def test_streaming_reads_and_encodes_in_bounded_chunks_and_matches_in_memory(tin
     reducer = DFMReducer(alpha=0.05, chunk=chunk)
     ctx = ReductionContext(SAMPLE, selection, frames, backbone)
     visual = reducer.reduce_stream(source, ctx)
-    assert visual.shape == (vilamp_visual_tokens(n, 8, tiny.tokens_per_frame) - 1, tiny.hidden_size)
+    assert visual.tokens.shape == (vilamp_visual_tokens(n, 8, tiny.tokens_per_frame) - 1, tiny.hidden_size)
     assert source.largest <= chunk and backbone.largest <= chunk
 
     # the same numbers without streaming: all frames decoded at once
@@ -77,7 +78,7 @@ def test_streaming_reads_and_encodes_in_bounded_chunks_and_matches_in_memory(tin
     assert dataclasses.replace(in_memory, method=selection.method) == selection
     tokens = tiny.encode_frames(everything)
     direct = reducer.reduce(tokens, ReductionContext(SAMPLE, selection, everything, tiny))
-    assert torch.allclose(direct, visual, atol=1e-4)
+    assert torch.allclose(direct.tokens, visual.tokens, atol=1e-4)
 
 
 def test_dks_as_a_plain_picker_and_dfm_needs_keyframes(tiny):
@@ -87,7 +88,7 @@ def test_dks_as_a_plain_picker_and_dfm_needs_keyframes(tiny):
     assert picked.indices == picked.keyframes and len(picked.indices) == 5
     no_kf = FrameSelection("uniform", tuple(range(4)))
     with pytest.raises(ValueError, match="keyframe"):
-        DFMReducer().reduce(torch.zeros(4, 2, 3),
+        DFMReducer().reduce(EncodedVideo(torch.zeros(4, 2, 3), tuple(range(4))),
                             ReductionContext(SAMPLE, no_kf, metadata_frames(range(4), range(4)), tiny))
 
 
@@ -100,7 +101,7 @@ def test_official_indexing_streams_its_reference_frames(tiny):
     everything = source.read(range(30))
     direct = DFMReducer(official_indexing=True).reduce(tiny.encode_frames(everything),
                                                        ReductionContext(SAMPLE, selection, everything, tiny))
-    assert torch.allclose(streamed, direct, atol=1e-4)
+    assert torch.allclose(streamed.tokens, direct.tokens, atol=1e-4)
 
 
 def test_vilamp_tiny_needle_end_to_end(ray_cluster, tmp_path):
@@ -109,7 +110,7 @@ def test_vilamp_tiny_needle_end_to_end(ray_cluster, tmp_path):
     lines = [json.loads(l) for l in (outcome.run_dir / "samples.jsonl").read_text().splitlines()]
     assert len(lines) == 1
     for line in lines:
-        assert line["status"] in ("ok", "unparsed"), line["error"]
+        assert line["status"] in ANSWERED, line["error"]
         n, k = line["n_frames"], line["n_keyframes"]
         assert n == len(line["frame_indices"]) and k == len(line["keyframes"]) == min(32, n)
         assert line["visual_tokens"] == vilamp_visual_tokens(n, k, 16)
@@ -125,5 +126,5 @@ def test_streaming_10k_frames_full_size(tiny):
     stream = StreamingDKS(k=32, tau=0.85, fill=True, max_frames=n)
     selection, frames = stream.select_stream(SAMPLE, tuple(range(n)), source, backbone)
     visual = DFMReducer().reduce_stream(source, ReductionContext(SAMPLE, selection, frames, backbone))
-    assert visual.shape[0] + 1 == vilamp_visual_tokens(n, 32, tiny.tokens_per_frame) == 16 * 32 + (n - 32) + 1
+    assert len(visual) + 1 == vilamp_visual_tokens(n, 32, tiny.tokens_per_frame) == 16 * 32 + (n - 32) + 1
     assert source.largest <= stream.chunk and backbone.largest <= stream.chunk

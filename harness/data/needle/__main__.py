@@ -1,0 +1,3 @@
+from harness.data.needle.dataset import main
+
+main()
