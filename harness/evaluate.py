@@ -162,25 +162,26 @@ def evaluate(request: EvalRequest, resolved: ResolvedRun | None = None) -> EvalO
         bar.set_postfix(acc=f"{100.0 * correct / (len(earlier) + len(ran)):.1f}%", fail=failed)
 
     start = time.perf_counter()
-    try:
-        stats = Runner(todo, spec, task, request.prompt, request.runner, on_result).run()
-    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM (harness.run.interrupt): say which run to resume
+    try:  # SIGINT or SIGTERM (harness.run.interrupt), also while the summary is written: say which run to resume
+        try:
+            stats = Runner(todo, spec, task, request.prompt, request.runner, on_result).run()
+        finally:
+            bar.close()
+            journal.close()
+        wall = time.perf_counter() - start
+        results = sorted(earlier + ran, key=lambda r: r.id)
+        submission_file = None
+        if task.metric.submission:  # unlabelled benchmark split: predictions for the authors' server, no score
+            submission_file = "submission.json"
+            (run_dir / submission_file).write_text(json.dumps(submission(results, task.metric.submission), indent=1))
+        summary = build_summary(results, task.metric, wall, config, timed=ran, stats=stats, origin=origin,
+                                submission_file=submission_file)
+        write_summary(run_dir, summary)
+        write_lmms_layout(run_dir, task.task, spec.name, summary.metrics, results, samples, config)
+        wandb_dir = None
+        if sink is not None:
+            wandb_dir = sink.run_path
+            sink.finish(summary, results, videos={s.id: s.video for s in samples})
+    except KeyboardInterrupt as exc:
         raise interrupted_in(run_dir, exc) from exc
-    finally:
-        bar.close()
-        journal.close()
-    wall = time.perf_counter() - start
-    results = sorted(earlier + ran, key=lambda r: r.id)
-    submission_file = None
-    if task.metric.submission:  # unlabelled benchmark split: predictions for the authors' server, no score
-        submission_file = "submission.json"
-        (run_dir / submission_file).write_text(json.dumps(submission(results, task.metric.submission), indent=1))
-    summary = build_summary(results, task.metric, wall, config, timed=ran, stats=stats, origin=origin,
-                            submission_file=submission_file)
-    write_summary(run_dir, summary)
-    write_lmms_layout(run_dir, task.task, spec.name, summary.metrics, results, samples, config)
-    wandb_dir = None
-    if sink is not None:
-        wandb_dir = sink.run_path
-        sink.finish(summary, results, videos={s.id: s.video for s in samples})
     return EvalOutcome(run_dir, summary, results, wandb_dir)

@@ -46,21 +46,23 @@ def test_unknown_prompt_profile(tmp_path):
     assert_fails_fast(done, tmp_path, "unknown prompt profile 'nope'", "valid: ['lmms-eval', 'vilamp']")
 
 
+def eval_spec(tmp_path, specs_dir, name, entry):
+    """`harness eval` of spec `name`, written (its YAML lines after the name) into specs_dir/mine.yaml."""
+    (specs_dir / "mine.yaml").write_text(f"specs:\n  - name: {name}\n" + "".join(f"    {line}\n" for line in entry))
+    return harness(["eval", "--task", "needle", "--model", name, "--no-wandb"], {"HARNESS_SPECS_DIR": str(specs_dir)},
+                   tmp_path)
+
+
 def test_spec_yaml_with_an_unknown_selector_argument(tmp_path, specs_dir):
-    (specs_dir / "mine.yaml").write_text(
-        "specs:\n  - name: my-typo\n    description: a typo in a selector argument\n    backbone: tiny\n"
-        "    selector: {name: uniform, frames: 8}\n    answer: option_letter\n")
-    done = harness(["eval", "--task", "needle", "--model", "my-typo", "--no-wandb"],
-                   {"HARNESS_SPECS_DIR": str(specs_dir)}, tmp_path)
+    done = eval_spec(tmp_path, specs_dir, "my-typo", ["description: a typo in a selector argument", "backbone: tiny",
+                                                      "selector: {name: uniform, frames: 8}", "answer: option_letter"])
     assert_fails_fast(done, tmp_path, "mine.yaml", "my-typo", "unknown key(s) ['frames']", "'n'", "'fps'")
 
 
 def test_merging_reducer_on_qwen25vl(tmp_path, specs_dir):
-    (specs_dir / "mine.yaml").write_text(
-        "specs:\n  - name: qwen-tome\n    description: ToMe tokens have no M-RoPE position\n"
-        "    backbone: {name: qwen25vl, tiny_seed: 0}\n    selector: {name: uniform, n: 4}\n    reducer: tome\n")
-    done = harness(["eval", "--task", "needle", "--model", "qwen-tome", "--no-wandb"],
-                   {"HARNESS_SPECS_DIR": str(specs_dir)}, tmp_path)
+    done = eval_spec(tmp_path, specs_dir, "qwen-tome", ["description: ToMe tokens have no M-RoPE position",
+                                                        "backbone: {name: qwen25vl, tiny_seed: 0}",
+                                                        "selector: {name: uniform, n: 4}", "reducer: tome"])
     assert_fails_fast(done, tmp_path, "qwen-tome", "reducer 'tome' merges tokens", "M-RoPE", "reducers it can take")
 
 

@@ -76,7 +76,7 @@ def mlvu(row: Mapping[str, Any]) -> Row:
         out["task_type"] = require(row, "question_type")[0]
     out["task_type"] = _MLVU_TASK_ALIASES.get(str(out["task_type"]), str(out["task_type"]))
     (answer,) = require(row, "answer")
-    if not _blank(answer) and str(answer) not in LETTERS[: len(out["options"])]:
+    if not _blank(answer) and str(answer) not in tuple(LETTERS[: len(out["options"])]):
         if answer not in out["options"]:
             raise ConfigError(f"field 'answer': {answer!r} is neither a letter nor one of the options")
         answer = LETTERS[out["options"].index(answer)]

@@ -80,6 +80,7 @@ def error_text(exc: BaseException, status: Status) -> str:
 class Pipeline:
     def __init__(self, spec: ModelSpec, task: TaskSpec, prompt_profile: str | None = None) -> None:
         self.spec = spec
+        self.task = task
         self.model = VideoModel(spec)
         self.scorer = TaskScorer(task, prompt_profile)
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from harness.core.paths import cache_dir
+from harness.run.interrupt import signal_handlers_kept
 
 _QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
@@ -31,7 +32,8 @@ def start_ray(num_cpus: int, address: str | None = None, object_store_mb: int = 
             worker_env[key] = os.environ[key]
     runtime_env = {"env_vars": worker_env}
     if address:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        with signal_handlers_kept():  # ray.init's SIGTERM handler would abort the driver inside ray.wait
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         return
     # A single-machine cluster takes the loopback address (Ray's own rule on macOS/Windows) instead of
     # finding its IP by connecting a UDP socket to 8.8.8.8. Workers read the variable at import; this
@@ -45,15 +47,16 @@ def start_ray(num_cpus: int, address: str | None = None, object_store_mb: int = 
     real_home = os.environ.get("HOME")
     os.environ["HOME"] = str(home)
     try:
-        ray.init(
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            object_store_memory=object_store_mb * 2**20,
-            runtime_env=runtime_env,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        with signal_handlers_kept():  # ray.init's SIGTERM handler would abort the driver inside ray.wait
+            ray.init(
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                object_store_memory=object_store_mb * 2**20,
+                runtime_env=runtime_env,
+                log_to_driver=False,
+                configure_logging=False,
+            )
     finally:
         if real_home is None:
             os.environ.pop("HOME", None)

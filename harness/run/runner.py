@@ -25,7 +25,6 @@ from harness.core.records import Sample, SampleResult
 from harness.core.status import Status, failure_status, first_line
 from harness.data.tasks import TaskSpec
 from harness.model.specs import ModelSpec
-from harness.run.interrupt import signal_handlers_kept
 from harness.run.pipeline import Decoded, Pipeline, decodes_in_model, failure
 
 
@@ -105,10 +104,7 @@ class DecodeWorker:
 
 
 class ModelWorker:
-    """A Ray actor body: loads the model once, then runs samples one at a time.
-
-    The runner takes this class as a parameter; tests pass a subclass that dies on a chosen sample.
-    """
+    """A Ray actor body: loads the model once, then runs samples one at a time."""
 
     def __init__(self, spec: ModelSpec, task: TaskSpec, prompt: str | None, threads: int, device: str) -> None:
         import torch
@@ -280,9 +276,7 @@ class Runner:
 
         config, n = self.config, len(self.pending)
         decoders = 0 if self.in_model else (config.decode_workers or config.workers)
-        with signal_handlers_kept():  # ray.init's SIGTERM handler would abort the driver inside ray.wait
-            start_ray(num_cpus=max(config.workers * config.threads_per_worker + decoders, 1),
-                      address=config.ray_address)
+        start_ray(num_cpus=max(config.workers * config.threads_per_worker + decoders, 1), address=config.ray_address)
         resources = ray.cluster_resources()
         model_opts: dict[str, float]
         if config.device.startswith("cuda"):
