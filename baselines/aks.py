@@ -63,6 +63,7 @@ class AKS(KeyframeSelector):
     name: ClassVar[str] = "aks"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.max_frames < 1 or self.depth < 0:
             raise ValueError(f"aks: max_frames must be >= 1 and depth >= 0, got {self.max_frames}, {self.depth}")
 

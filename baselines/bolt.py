@@ -47,6 +47,7 @@ class BOLT(KeyframeSelector):
     name: ClassVar[str] = "bolt"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.n < 1 or self.power <= 0:
             raise ValueError(f"bolt: n must be >= 1 and power > 0, got {self.n}, {self.power}")
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from baselines.uniform import fps_indices
-from harness.methods.encoders import load_encoder
 from harness.core.records import Frames, FrameSelection, Sample, VideoMeta
+from harness.methods.encoders import check_encoder, load_encoder
 
 POOL_FPS = 1.0
 POOL_CAP = 600
@@ -57,8 +57,15 @@ class KeyframeSelector:
     fps: float = POOL_FPS
     max_candidates: int | None = POOL_CAP
     name: ClassVar[str] = "keyframes"
+    streaming: ClassVar[bool] = False
     # the image-text encoder is the selector's own (harness.methods.encoders), not a backbone hook
     requires: ClassVar[frozenset[str]] = frozenset()
+
+    def __post_init__(self) -> None:
+        check_encoder(self.encoder)
+
+    def preflight(self) -> None:
+        check_encoder(self.encoder, on_disk=True)
 
     def choose(self, scores: np.ndarray) -> list[int]:
         """Positions into the pool, sorted by time."""

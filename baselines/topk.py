@@ -28,6 +28,7 @@ class TopK(KeyframeSelector):
     name: ClassVar[str] = "topk"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.k < 1:
             raise ValueError(f"topk: k must be >= 1, got {self.k}")
 

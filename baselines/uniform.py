@@ -67,6 +67,7 @@ class Uniform:
     extra_tokens: int = 1  # tokens added once per video (LLaVA-OneVision's trailing image_newline)
     name: ClassVar[str] = "uniform"
     requires: ClassVar[frozenset[str]] = frozenset()
+    streaming: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if self.fps is None and self.budget is None and (self.n is None or self.n < 1):
@@ -78,6 +79,9 @@ class Uniform:
                 raise ValueError(f"uniform: budget must be a token count ≥ 1 or 'vilamp', got {self.budget!r}")
             if not (isinstance(self.tokens_per_frame, int) and self.tokens_per_frame >= 1):
                 raise ValueError("uniform: budget mode needs tokens_per_frame ≥ 1 (the backbone's)")
+
+    def preflight(self) -> None:
+        """Nothing to check on disk: uniform sampling reads only the video's metadata."""
 
     def target_tokens(self, meta: VideoMeta) -> int:
         """The visual-token target of budget mode for this video."""

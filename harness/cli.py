@@ -12,9 +12,9 @@ import signal
 import sys
 from pathlib import Path
 
-from harness.results.compare import CompareError
 from harness.core.config import ConfigError
 from harness.core.registry import UnknownNameError
+from harness.results.compare import CompareError
 from harness.run.interrupt import Interrupted
 
 EXIT_USAGE = 2
@@ -152,8 +152,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     import time
 
-    from harness.results.compare import compare, publish_wandb_report
     from harness.core.paths import results_dir
+    from harness.results.compare import compare, publish_wandb_report
 
     out = args.out or results_dir() / f"compare__{time.strftime('%Y%m%d-%H%M%S')}"
     done = compare(args.run_dirs, out, args.title)

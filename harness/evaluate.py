@@ -14,19 +14,19 @@ from typing import Any
 from tqdm import tqdm
 
 from harness.core.config import ConfigError
-from harness.run.journal import Journal, finished
-from harness.results.lmms_layout import write_lmms_layout
 from harness.core.paths import results_dir
 from harness.core.records import Sample, SampleResult
 from harness.core.status import ANSWERED
-from harness.results.summary import RunSummary, build_summary, provenance, write_summary
-from harness.run.interrupt import interrupted_in
-from harness.run.runner import Runner, RunnerConfig
 from harness.data.samples import load_samples, resolve_root
-from harness.scoring.metrics import submission
+from harness.data.tasks import TaskSpec, get_task
 from harness.model.preflight import check_spec
 from harness.model.specs import MODELS, ModelSpec
-from harness.data.tasks import TaskSpec, get_task
+from harness.results.lmms_layout import write_lmms_layout
+from harness.results.summary import RunSummary, build_summary, provenance, write_summary
+from harness.run.interrupt import interrupted_in
+from harness.run.journal import Journal, finished
+from harness.run.runner import Runner, RunnerConfig
+from harness.scoring.metrics import submission
 
 
 @dataclass(frozen=True)
@@ -70,15 +70,11 @@ def resolve(request: EvalRequest) -> ResolvedRun:
     task.prompt(request.prompt)  # an unknown profile names the valid ones
     check_spec(spec)
     samples = load_samples(task, request.data_root, request.limit)
-    return ResolvedRun(task, spec, _config(request, task, spec), samples)
+    return ResolvedRun(task, spec, run_config(request, task, spec), samples)
 
 
-def run_config(request: EvalRequest) -> dict[str, Any]:
+def run_config(request: EvalRequest, task: TaskSpec, spec: ModelSpec) -> dict[str, Any]:
     """The resolved configuration that identifies a run (its hash names the run)."""
-    return _config(request, get_task(request.task), MODELS.get(request.model))
-
-
-def _config(request: EvalRequest, task: TaskSpec, spec: ModelSpec) -> dict[str, Any]:
     return {
         "task": task.task,
         "task_version": task.version,

@@ -1,5 +1,5 @@
 """Runs INSIDE .venv-lmms (lmms-eval 0.7.3): lmms-eval's own answer extraction and aggregation for our four
-benchmarks, on cases read as JSON from stdin; prints JSON to stdout. Used by tests/test_lmms_parity.py.
+benchmarks, on cases read as JSON from stdin; prints JSON to stdout. Used by tests/interop/test_lmms_parity.py.
 
 Input: {"seeds": k, "cases": [{"task", "response", "options": [texts], "answer": gold index}],
         "aggregate": {"videomme": [per-doc dicts], "mlvu": [...], "longvideobench": [...], "egoschema": [...]}}

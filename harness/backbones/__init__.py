@@ -1,10 +1,8 @@
 """Backbones: one file per VLM family, registered lazily by name as classes (base.BackboneClass) whose hooks,
 placement and argument checks are known without loading weights."""
 
-from harness.backbones.base import Backbone, BackboneClass
-from harness.core.records import LlmPrune
+from harness.backbones.base import BackboneClass
 from harness.core.registry import Registry
-from harness.methods.hooks import HookUnavailable, require_hook
 
 BACKBONES: Registry[BackboneClass] = Registry("backbone")
 BACKBONES.register("tiny", "harness.backbones.llava_ov:TinyBackbone")  # llava-ov with tiny_seed=0
@@ -17,4 +15,4 @@ BACKBONES.register("llava-ov", "harness.backbones.llava_ov:LlavaOvBackbone")
 BACKBONES.register("llava-video", "harness.backbones.llava_ov:LlavaVideoBackbone")
 BACKBONES.register("qwen25vl", "harness.backbones.qwen25vl:Qwen25VLBackbone")
 
-__all__ = ["BACKBONES", "Backbone", "BackboneClass", "HookUnavailable", "LlmPrune", "require_hook"]
+__all__ = ["BACKBONES"]

@@ -34,7 +34,7 @@ from harness.backbones.base import Placement, bind_arguments
 from harness.backbones.decoding import PromptInputs
 from harness.backbones.pretrained import PretrainedBackbone
 from harness.core.records import EncodedVideo, Frames, Prompt, VisualSequence
-from harness.hf.checkpoints import save_all, tiny_checkpoint
+from harness.hf.checkpoints import save_all, seeded, tiny_checkpoint
 from harness.hf.text import ENDOFTEXT, IMAGE, LLAVA_CHAT_TEMPLATE, VIDEO, chat_ids, tiny_tokenizer
 from harness.methods.hooks import HookUnavailable
 
@@ -102,8 +102,7 @@ def build_tiny_model(seed: int = 0) -> tuple[LlavaOnevisionForConditionalGenerat
         vision_feature_select_strategy="full",
         chat_template=LLAVA_CHAT_TEMPLATE,
     )
-    with torch.random.fork_rng(devices=[]):  # seed the init without disturbing the caller's RNG
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = LlavaOnevisionForConditionalGeneration(_tiny_config(tokenizer))
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)]
     model.generation_config.pad_token_id = tokenizer.pad_token_id

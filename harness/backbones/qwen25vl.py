@@ -33,7 +33,7 @@ from harness.backbones.base import Placement
 from harness.backbones.decoding import PromptInputs
 from harness.backbones.pretrained import PretrainedBackbone
 from harness.core.records import EncodedVideo, Frames, Prompt, VisualSequence
-from harness.hf.checkpoints import save_all, tiny_checkpoint
+from harness.hf.checkpoints import save_all, seeded, tiny_checkpoint
 from harness.hf.text import DEFAULT_SYSTEM, ENDOFTEXT, IM_END, chat_ids, chatml_template, tiny_tokenizer
 
 VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD = "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"
@@ -86,8 +86,7 @@ def build_tiny_qwen25vl(seed: int = 0) -> tuple[Qwen2_5_VLForConditionalGenerati
         video_processor=Qwen2VLVideoProcessor(**common, do_sample_frames=False),
         chat_template=CHAT_TEMPLATE,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = [ids(IM_END), ids(ENDOFTEXT)]
     model.generation_config.pad_token_id = ids(ENDOFTEXT)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-
 from harness.core.config import ConfigError
 from harness.core.records import Frames, Prompt
 

@@ -27,15 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from harness.run.journal import Journal
-from harness.data.needle import NeedleConfig, ensure_needle_dataset
 from harness.core.paths import REPO_ROOT, cache_dir
-from harness.run.pipeline import Decoded, Pipeline
-from harness.results.summary import build_summary, markdown_table, provenance
-from harness.run.runner import Runner, RunnerConfig, RunStats
+from harness.data.needle import NeedleConfig, ensure_needle_dataset
 from harness.data.samples import load_samples
-from harness.model.specs import Component, ModelSpec
 from harness.data.tasks import get_task
+from harness.model.specs import Component, ModelSpec
+from harness.results.summary import build_summary, markdown_table, provenance
+from harness.run.journal import Journal
+from harness.run.pipeline import Decoded, Pipeline
+from harness.run.runner import Runner, RunnerConfig, RunStats
 
 TARGETS = {"P1": 1.0, "P2": 1.15, "P3_speedup": 1.8, "P3_makespan": 1.1, "P4_ms": 2.0}
 

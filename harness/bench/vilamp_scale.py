@@ -78,8 +78,8 @@ def run_one(model: str, n: int, threads: int) -> dict:
         k, tokens, times = once(n)
     if tokens != vilamp_visual_tokens(n, k, backbone.tokens_per_frame):
         raise AssertionError(f"token count {tokens} ≠ formula for N={n}, K={k}")
-    patches = getattr(backbone, "grid", None)
-    per_frame = (patches * patches) if patches else backbone.tokens_per_frame
+    # ViLAMP merges unpooled patches (its "patch_features" hook): g² per frame; elsewhere the pooled tokens
+    per_frame = backbone.grid ** 2 if "patch_features" in backbone.hooks else backbone.tokens_per_frame
     return {
         "model": model, "n_frames": n, "n_keyframes": k, "visual_tokens": tokens,
         "peak_rss_mb": round(memory.peak_mb, 1), "base_rss_mb": round(base_mb, 1),

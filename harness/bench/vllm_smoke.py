@@ -20,15 +20,14 @@ from harness.core.records import Frames, Prompt
 
 def prepare(directory: Path) -> None:
     """Main venv: tiny checkpoint + frames of one needle sample chosen by our uniform sampler."""
-    import torch
     from transformers import LlavaOnevisionForConditionalGeneration
 
     from harness.backbones.llava_ov import build_tiny_model
-    from harness.hf.checkpoints import ensure_built, save_all
-    from harness.scoring.prompts import render
     from harness.data.samples import load_samples
-    from harness.methods.selection import SELECTORS
     from harness.data.tasks import get_task
+    from harness.hf.checkpoints import ensure_built, save_all, seeded
+    from harness.methods.selection import SELECTORS
+    from harness.scoring.prompts import render
     from harness.video.reader import probe, read_frames
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -41,8 +40,7 @@ def prepare(directory: Path) -> None:
         config = tiny.config
         config.text_config.update({"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 2,
                                    "num_key_value_heads": 1, "head_dim": 64})
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        with seeded(0):
             model = LlavaOnevisionForConditionalGeneration(config)
         model.generation_config = tiny.generation_config
         save_all(staging, model, processor)

@@ -1,7 +1,7 @@
 """Typed records passed between pipeline stages, and nothing else.
 
-task → Sample → VideoMeta → FrameSelection → Frames → EncodedVideo → VisualSequence → Generation → Prediction
-→ SampleResult
+task → Sample → VideoMeta → FrameSelection → Frames → EncodedVideo → VisualSequence → Generation
+→ Prediction → SampleResult
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class GenerationConfig:
 
 @dataclass(frozen=True)
 class Prompt:
-    """A rendered prompt. The backbone puts the video where `video_position` says (before the text)."""
+    """A rendered prompt. The backbone puts the video before the user text (its chat template's placeholder)."""
 
     system: str
     user: str
@@ -175,7 +175,7 @@ class Generation:
     visual_tokens: int  # visual tokens entering the LLM
     text_tokens: int  # prompt tokens that are not visual
     generated_tokens: int
-    timings_s: dict[str, float] = field(default_factory=dict)  # vision / reduce / prefill / generate
+    timings_s: dict[str, float] = field(default_factory=dict)  # the backbone's: prefill, decode
     visual_tokens_after_llm_prune: int | None = None  # in-LLM pruning (FastV): visual tokens from layer K on
 
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from harness.core.config import ConfigError
-from harness.core.registry import Registry
 from harness.core.records import LETTERS
+from harness.core.registry import Registry
 
 Row = dict[str, Any]
 Adapter = Callable[[Mapping[str, Any]], Row]

@@ -10,13 +10,25 @@ from __future__ import annotations
 import fcntl
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from harness.core.paths import cache_dir
 
 Write = Callable[[Path], None]  # fills a fresh directory with a checkpoint's files
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Random init inside the block draws from `seed`, without disturbing the caller's RNG: a tiny checkpoint's
+    weights depend on its seed alone."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def save_atomically(directory: Path, write: Write) -> Path:

@@ -22,7 +22,7 @@ from harness.core.config import ConfigError
 from harness.core.paths import cache_dir
 from harness.core.records import Frames
 from harness.core.registry import Registry
-from harness.hf.checkpoints import save_all, tiny_checkpoint
+from harness.hf.checkpoints import save_all, seeded, tiny_checkpoint
 from harness.hf.loading import resolve_dtype
 from harness.hf.text import ENDOFTEXT, IM_START, tiny_tokenizer
 
@@ -108,8 +108,7 @@ def build_tiny_clip(seed: int = 0) -> tuple[CLIPModel, CLIPImageProcessor, objec
                            num_hidden_layers=2, num_attention_heads=2),
         projection_dim=32,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = CLIPModel(config)
     processor = CLIPImageProcessor(size={"shortest_edge": TINY_CLIP_IMAGE},
                                    crop_size={"height": TINY_CLIP_IMAGE, "width": TINY_CLIP_IMAGE})
@@ -138,18 +137,34 @@ def clip_b32_dir(path: str | None = None) -> Path:
     return Path(path or os.environ.get("HARNESS_CLIP_B32") or cache_dir() / "models" / "clip-vit-base-patch32")
 
 
-def load_clip_b32(*, path: str | None = None, dtype: str = "float32", device: str = "cpu") -> CLIPEncoder:
+def check_clip_b32(path: str | None = None) -> Path:
     directory = clip_b32_dir(path)
     if not (directory / "config.json").is_file():
         # Offline by design: no hub download at run time.
         raise ConfigError(f"clip-vit-b32: no checkpoint at {directory}; download {CLIP_B32_ID} there "
                           f"(huggingface-cli download {CLIP_B32_ID} --local-dir {directory}) or set HARNESS_CLIP_B32")
-    return load_clip_dir("clip-vit-b32", directory, dtype, device)
+    return directory
+
+
+def load_clip_b32(*, path: str | None = None, dtype: str = "float32", device: str = "cpu") -> CLIPEncoder:
+    return load_clip_dir("clip-vit-b32", check_clip_b32(path), dtype, device)
 
 
 ENCODERS: Registry = Registry("image-text encoder")
 ENCODERS.register("tiny-clip", load_tiny_clip)
 ENCODERS.register("clip-vit-b32", load_clip_b32)
+
+
+# What each encoder needs on disk, checked in the driver before a run (the tiny CLIP is built on first use).
+_AVAILABLE = {"tiny-clip": lambda: None, "clip-vit-b32": check_clip_b32}
+
+
+def check_encoder(name: str, on_disk: bool = False) -> None:
+    """ConfigError (one line) for an unknown encoder name, or (`on_disk`) for weights that are not there."""
+    if name not in ENCODERS:
+        raise ConfigError(ENCODERS.unknown_message(name))
+    if on_disk:
+        _AVAILABLE[name]()
 
 
 @lru_cache(maxsize=4)  # one encoder per worker process, shared by every sample and every selector

@@ -10,10 +10,11 @@ take only such reducers. The preflight checks both against the backbone class be
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from harness.core.records import EncodedVideo, Frames, FrameSelection, Sample, VisualSequence
 from harness.core.registry import Registry
+from harness.video.streaming import FrameSource
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,6 +36,13 @@ class TokenReducer(Protocol):
     def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
         """Encoded tokens [T, M, C] (T rows for the frames of ctx.frames) in, the LLM's visual sequence out."""
         ...
+
+
+@runtime_checkable
+class StreamingReducer(Protocol):
+    """A reducer that reads its frames itself, a chunk at a time (paired with a streaming selector)."""
+
+    def reduce_stream(self, source: FrameSource, ctx: ReductionContext) -> VisualSequence: ...
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,11 @@ from harness.core.registry import Registry
 class FrameSelector(Protocol):
     name: ClassVar[str]
     requires: frozenset[str]  # backbone hooks; may depend on the arguments (DKS with encoder="backbone")
+    streaming: ClassVar[bool]
+
+    def preflight(self) -> None:
+        """ConfigError (one line) when what the selector needs on disk is absent (its own encoder's weights)."""
+        ...
 
     def plan(self, meta: VideoMeta) -> tuple[int, ...]:
         """Sorted, unique frame numbers to decode."""

@@ -16,11 +16,16 @@ from harness.backbones import BACKBONES
 from harness.core.config import ConfigError, build
 from harness.core.registry import Registry
 from harness.methods.hooks import missing_hooks
-from harness.methods.reduction import REDUCERS
+from harness.methods.reduction import REDUCERS, StreamingReducer
 from harness.methods.selection import SELECTORS
 
 if TYPE_CHECKING:  # specs.py uses this module to drop invalid expanded combinations
     from harness.model.specs import Component, ModelSpec
+
+
+class Incompatible(ConfigError):
+    """Components that are each fine but cannot work together (a hook the backbone lacks, a merged token a grid
+    backbone cannot place, a stream the reducer cannot take): what a spec grid leaves out instead of failing."""
 
 
 def _where(spec: ModelSpec) -> str:
@@ -41,9 +46,9 @@ def build_methods(spec: ModelSpec) -> tuple[Any, Any]:
     """The spec's frame selector and token reducer, built and checked against each other."""
     selector = _build(SELECTORS, spec.selector, spec)
     reducer = _build(REDUCERS, spec.reducer, spec)
-    if getattr(selector, "streaming", False) and not hasattr(reducer, "reduce_stream"):
-        streams = [name for name in REDUCERS if hasattr(REDUCERS.get(name), "reduce_stream")]
-        raise ConfigError(f"{_where(spec)}: selector {spec.selector.name!r} streams its frames, but reducer "
+    if selector.streaming and not isinstance(reducer, StreamingReducer):
+        streams = [name for name in REDUCERS if issubclass(REDUCERS.get(name), StreamingReducer)]
+        raise Incompatible(f"{_where(spec)}: selector {spec.selector.name!r} streams its frames, but reducer "
                           f"{spec.reducer.name!r} cannot reduce a stream; use one of: {', '.join(streams)}")
     return selector, reducer
 
@@ -55,21 +60,23 @@ def check_combination(spec: ModelSpec) -> None:
     backbone = BACKBONES.get(spec.backbone.name)
     for kind, method, name in (("selector", selector, spec.selector.name), ("reducer", reducer, spec.reducer.name)):
         if missing := missing_hooks(method.requires, backbone.hooks):
-            raise ConfigError(
+            raise Incompatible(
                 f"{_where(spec)}: {kind} {name!r} needs backbone hook(s) {', '.join(missing)}, which backbone "
                 f"{spec.backbone.name!r} does not offer (it offers: {', '.join(sorted(backbone.hooks)) or 'none'})")
     if backbone.placement == "grid" and not reducer.emits_rows:
         placeable = [name for name in REDUCERS if REDUCERS.get(name).emits_rows]
-        raise ConfigError(
+        raise Incompatible(
             f"{_where(spec)}: reducer {spec.reducer.name!r} merges tokens without an encoded row to place them at, "
             f"and backbone {spec.backbone.name!r} places every visual token by its grid position (M-RoPE); "
             f"reducers it can take: {', '.join(placeable)}")
 
 
 def check_spec(spec: ModelSpec) -> None:
-    """check_combination plus the backbone's own check of its arguments and checkpoint (offline: in the cache)."""
+    """check_combination plus what must be on disk: the backbone's checkpoint (offline: in the cache; the backbone
+    also checks its own arguments) and the selector's encoder weights."""
     check_combination(spec)
     try:
         BACKBONES.get(spec.backbone.name).preflight(**spec.backbone.args)
+        build_methods(spec)[0].preflight()
     except ConfigError as exc:
         raise ConfigError(f"{_where(spec)}: {exc}") from None

@@ -33,7 +33,7 @@ from harness.backbones import BACKBONES
 from harness.core.config import ConfigError, build, load_yaml
 from harness.core.paths import specs_dir
 from harness.core.registry import Registry, UnknownNameError
-from harness.model.preflight import build_methods, check_combination
+from harness.model.preflight import Incompatible, build_methods, check_combination
 
 
 @dataclass(frozen=True)
@@ -165,8 +165,8 @@ def _resolve(entry: SpecEntry, path: Path) -> ModelSpec:
         check_combination(spec)
     except UnknownNameError as exc:  # a misspelt component name
         raise ConfigError(f"{path}: {where}: {exc}") from None
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    except ConfigError as exc:  # keeps its class: a grid leaves out only what is Incompatible
+        raise type(exc)(f"{path}: {exc}") from None
     return spec
 
 
@@ -190,14 +190,15 @@ def _budget_tokens(selector: Component, backbone: Component, where: str) -> Comp
                           f"backbone's")
     per_frame = BACKBONES.get(backbone.name).tokens_per_frame_for(**backbone.args)
     if per_frame is None:
-        raise ConfigError(f"{where}: budget mode needs a fixed number of tokens per frame, and backbone {backbone} "
+        raise Incompatible(f"{where}: budget mode needs a fixed number of tokens per frame, and backbone {backbone} "
                           f"has none (they depend on the frame size); use n or fps instead of budget")
     return Component(selector.name, {**selector.args, "tokens_per_frame": per_frame})
 
 
 def _expand(grid: Grid, path: Path) -> Iterator[ModelSpec]:
-    """One spec per base × method. The grid is a product, so a pair the preflight rejects is left out (ToMe on
-    Qwen2.5-VL); a base or method left with no spec at all is an error, since that is a typo, not a mismatch."""
+    """One spec per base × method. The grid is a product, so a pair whose components cannot work together is left
+    out (ToMe on Qwen2.5-VL: `Incompatible`); any other error (a typo, a bad value) fails, and so does a base or
+    method left with no spec at all."""
     made: set[tuple[str, str]] = set()
     rejected: dict[tuple[str, str], ConfigError] = {}
     for base_name, base in grid.bases.items():
@@ -210,7 +211,7 @@ def _expand(grid: Grid, path: Path) -> Iterator[ModelSpec]:
             )
             try:
                 spec = _resolve(entry, path)
-            except ConfigError as exc:
+            except Incompatible as exc:
                 rejected[base_name, method_name] = exc
                 continue
             made.add((base_name, method_name))

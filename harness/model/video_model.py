@@ -17,8 +17,17 @@ import numpy as np
 
 from harness.backbones import BACKBONES
 from harness.core.measure import StageTimer
-from harness.core.records import (LETTERS, Frames, FrameSelection, Generation, GenerationConfig, Prompt, Sample,
-                                  VideoMeta, VisualSequence)
+from harness.core.records import (
+    LETTERS,
+    Frames,
+    FrameSelection,
+    Generation,
+    GenerationConfig,
+    Prompt,
+    Sample,
+    VideoMeta,
+    VisualSequence,
+)
 from harness.methods.reduction import ReductionContext
 from harness.model.preflight import build_methods
 from harness.model.specs import ModelSpec
@@ -56,7 +65,7 @@ class VideoModel:
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.selector, self.reducer = build_methods(spec)
-        self.streaming: bool = getattr(self.selector, "streaming", False)
+        self.streaming: bool = self.selector.streaming
         self._backbone: Any = None
 
     @property
@@ -72,11 +81,12 @@ class VideoModel:
                 raise VideoError("missing", f"video not found: {sample.video}")
             meta = probe(sample.video)
             planned = self.selector.plan(meta)
-            if self.streaming:
-                frames = Frames(planned, tuple(i / meta.fps for i in planned),  # pixels come later, in chunks
-                                np.zeros((len(planned), 0, 0, 3), np.uint8), backend="planned")
-                return Decoded(meta, FrameSelection(self.selector.name, planned), frames, 0, dict(timer.seconds))
-            candidates = read_frames(sample.video, planned)
+            if not self.streaming:
+                candidates = read_frames(sample.video, planned)
+        if self.streaming:
+            frames = Frames(planned, tuple(i / meta.fps for i in planned),  # pixels come later, in chunks
+                            np.zeros((len(planned), 0, 0, 3), np.uint8), backend="planned")
+            return Decoded(meta, FrameSelection(self.selector.name, planned), frames, 0, dict(timer.seconds))
         with timer("select"):
             selection = self.selector.select(sample, meta, candidates)
         return Decoded(meta, selection, subset(candidates, selection.indices), len(candidates), dict(timer.seconds))

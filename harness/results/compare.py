@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.run.journal import read_journal
 from harness.core.records import SampleResult
 from harness.results.summary import markdown_table, stage_costs, table_row
+from harness.run.journal import read_journal
 
 
 class CompareError(ValueError):

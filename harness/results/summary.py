@@ -52,7 +52,8 @@ def git_version() -> dict[str, Any]:
 
 # Stages before the first generated token; their sum is the sample's time to first token.
 FIRST_TOKEN_STAGES = ("video_decode", "select", "vision", "reduce", "llm_prefill")
-STAGES = (*FIRST_TOKEN_STAGES, "llm_decode")  # pipeline.py's timer names, in order
+# in order: harness/model/video_model.py's stage timers, then the backbone's, prefixed llm_ (harness/run/pipeline.py)
+STAGES = (*FIRST_TOKEN_STAGES, "llm_decode")
 # SampleResult fields summarised explicitly in `cost`; any other numeric field gets a generic mean.
 _COVERED = {"gold", "pred", "visual_tokens", "text_tokens", "generated_tokens", "n_frames_decoded", "peak_rss_mb",
             "attempts"}
@@ -156,9 +157,9 @@ def code_sha(obj: Any) -> str | None:
 def protocol(config: Mapping[str, Any]) -> dict[str, Any]:
     """Versions of what shapes an answer besides the model: task, prompt text, extractor, sampler, reducer."""
     from harness.backbones import BACKBONES
-    from harness.scoring.extract import EXTRACTORS
     from harness.methods.reduction import REDUCERS
     from harness.methods.selection import SELECTORS
+    from harness.scoring.extract import EXTRACTORS
 
     def component(registry: Any, part: dict[str, Any] | None) -> dict[str, Any]:
         if not part:

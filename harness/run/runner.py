@@ -4,7 +4,7 @@ Decoding and frame selection run in decode actors; the decoded frames wait in Ra
 model actor (one per GPU; `workers` of them on the CPU) is free, so the model never waits on a video it
 could have had decoded already. At most `max_in_flight` samples are decoded or being decoded at once,
 which keeps memory flat whatever the dataset size. Selectors that stream their own frames (see
-`pipeline.decodes_in_model`) are decoded inside the model actor instead.
+`harness.run.pipeline.decodes_in_model`) are decoded inside the model actor instead.
 
 Only the driver writes the journal. A worker that dies has its sample re-queued (bounded retries) and is
 replaced; a sample that exhausts its retries, is killed for memory, or exceeds `sample_timeout_s` in one

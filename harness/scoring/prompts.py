@@ -5,8 +5,9 @@ from __future__ import annotations
 from harness.core.records import LETTERS, Prompt, Sample
 from harness.data.tasks import PromptProfile
 
+
 def render(profile: PromptProfile, sample: Sample, profile_name: str, subtitles: str = "") -> Prompt:
-    """`subtitles` fills a `{subtitles}` placeholder (harness/subtitles.py picks them per sampled frames)."""
+    """`subtitles` fills a `{subtitles}` placeholder (harness/data/subtitles.py picks them per sampled frames)."""
     options = profile.option_separator.join(
         profile.option_format.format(letter=LETTERS[i], text=text) for i, text in enumerate(sample.options)
     )

@@ -21,6 +21,7 @@ from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from harness.core.records import Frames, VideoMeta
+from harness.core.status import SampleError
 
 BACKENDS = ("auto", "decord", "pyav")
 # PyAV: when the next wanted frame is further ahead than this, seeking to its keyframe beats decoding through.
@@ -29,11 +30,11 @@ _SEEK_GAP = 64
 VideoStatus = Literal["missing", "decode_error"]
 
 
-class VideoError(Exception):
+class VideoError(SampleError):
     """A video that cannot be used; `status` is the sample status it maps to."""
 
     def __init__(self, status: VideoStatus, path: str, detail: str = "") -> None:
-        self.status = status
+        self.status: VideoStatus = status
         self.path = path
         self.detail = " ".join(detail.split())[:300]  # backend errors can span lines (decord adds a backtrace)
         super().__init__(f"{status}: {path}" + (f": {self.detail}" if self.detail else ""))

@@ -50,7 +50,7 @@ from harness.backbones.decoding import ChatBackbone, PromptInputs
 from harness.core.config import ConfigError
 from harness.core.paths import cache_dir
 from harness.core.records import EncodedVideo, Frames, Prompt, VisualSequence
-from harness.hf.checkpoints import tiny_checkpoint
+from harness.hf.checkpoints import seeded, tiny_checkpoint
 from harness.hf.loading import resolve_dtype
 from harness.hf.text import DEFAULT_SYSTEM, ENDOFTEXT, IM_END, tiny_tokenizer
 from harness.methods.encoders import CLIPEncoder, build_tiny_clip, channels_first, clip_b32_dir
@@ -225,8 +225,7 @@ def tiny_vilamp_checkpoint(seed: int = 0) -> Path:
         tokenizer = tiny_tokenizer()
         clip, clip_processor, clip_tokenizer = build_tiny_clip(seed)
         cfg = _tiny_config(tokenizer, clip)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             lm = build_model(cfg)
         lm.model.frame_selector.model.load_state_dict(clip.state_dict())
         save_official(lm, cfg, staging)

@@ -21,10 +21,11 @@ import torch
 
 from harness.core.config import ConfigError
 from harness.core.records import EncodedVideo, Frames, VisualSequence
+from harness.methods.hooks import HookUnavailable
 from harness.methods.reduction import ReductionContext
+from harness.video.streaming import CHUNK, FrameSource, chunks
 from harness.vilamp.assembly import assemble
 from harness.vilamp.dfm import ALPHA_DEFAULT, LAMBDA_DEFAULT, CosineScorer, PatchScorer, merge, reference_positions
-from harness.video.streaming import CHUNK, FrameSource, chunks
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class DFMReducer:
 
     def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
         """In-memory path: the encoded rows [N, M, C] serve both as keyframe grids and as the patches DFM merges."""
+        if "non_keyframe_tokens" in ctx.backbone.hooks:  # it would silently fall back to training-free merging
+            raise HookUnavailable("dfm: this checkpoint maps non-keyframes itself (ViLAMP single_token), which only "
+                                  "the streaming path does; pair dfm with the dks-stream selector")
         tokens = encoded.tokens
         is_kf, positions, refs = self.layout(ctx, encoded.frames_per_row)
         non_kf = [p for p, kf in enumerate(is_kf) if not kf]

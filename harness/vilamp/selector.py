@@ -7,10 +7,10 @@ from typing import Any, ClassVar
 
 from baselines.uniform import fps_indices
 from harness.core.config import ConfigError
-from harness.methods.encoders import ENCODERS, load_encoder
 from harness.core.records import Frames, FrameSelection, Sample, VideoMeta
-from harness.vilamp.dks import K_DEFAULT, TAU_DEFAULT, dks, relevance
+from harness.methods.encoders import check_encoder, load_encoder
 from harness.video.streaming import CHUNK, FrameSource, chunks, metadata_frames
+from harness.vilamp.dks import K_DEFAULT, TAU_DEFAULT, dks, relevance
 
 BACKBONE_ENCODER = "backbone"  # use the backbone's own selector encoder (ViLAMP's CLIP inside its checkpoint)
 
@@ -32,8 +32,8 @@ class DKSSelector:
     def __post_init__(self) -> None:
         if self.k < 1 or self.max_frames < 1 or self.fps <= 0 or self.chunk < 1:
             raise ConfigError(f"dks: need k, max_frames, chunk >= 1 and fps > 0 (got {self})")
-        if self.encoder != BACKBONE_ENCODER and self.encoder not in ENCODERS:
-            raise ConfigError(ENCODERS.unknown_message(self.encoder))
+        if self.encoder != BACKBONE_ENCODER:
+            check_encoder(self.encoder)
         if self.encoder == BACKBONE_ENCODER and not self.streaming:
             raise ConfigError("dks: encoder='backbone' needs the streaming selector dks-stream "
                               "(it runs beside the model)")
@@ -41,6 +41,10 @@ class DKSSelector:
     @property
     def requires(self) -> frozenset[str]:
         return frozenset({"image_text_encoder"}) if self.encoder == BACKBONE_ENCODER else frozenset()
+
+    def preflight(self) -> None:
+        if self.encoder != BACKBONE_ENCODER:  # the backbone's own encoder comes with its checkpoint
+            check_encoder(self.encoder, on_disk=True)
 
     def plan(self, meta: VideoMeta) -> tuple[int, ...]:
         return fps_indices(meta.num_frames, meta.fps, self.fps, self.max_frames)

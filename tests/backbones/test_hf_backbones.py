@@ -11,20 +11,21 @@ import torch
 from transformers import LlavaOnevisionForConditionalGeneration, Qwen2_5_VLForConditionalGeneration
 from transformers.video_utils import VideoMetadata
 
-from harness.backbones import BACKBONES, HookUnavailable, LlmPrune
+from harness.backbones import BACKBONES
 from harness.backbones.fastv import causal_mask, prefill_pruned
 from harness.cli import main
-from harness.evaluate import EvalRequest, evaluate
-from harness.run.pipeline import Pipeline
-from harness.core.records import Frames, FrameSelection, GenerationConfig, Prompt, Sample, VisualSequence
+from harness.core.records import Frames, FrameSelection, GenerationConfig, LlmPrune, Prompt, Sample, VisualSequence
 from harness.core.status import ANSWERED
-from harness.methods.reduction import ReductionContext
-from harness.run.runner import RunnerConfig
 from harness.data.samples import load_samples
-from harness.model.specs import MODELS
 from harness.data.tasks import get_task
+from harness.evaluate import EvalRequest, evaluate
 from harness.hf.loading import resolve_checkpoint
 from harness.hf.text import chat_ids
+from harness.methods.hooks import HookUnavailable
+from harness.methods.reduction import ReductionContext
+from harness.model.specs import MODELS
+from harness.run.pipeline import Pipeline
+from harness.run.runner import RunnerConfig
 from harness.vilamp.dfm import CosineScorer, merge
 from harness.vilamp.reducer import DFMReducer
 

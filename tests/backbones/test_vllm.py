@@ -4,9 +4,9 @@ import importlib.util
 
 import pytest
 
-from harness.core.config import ConfigError
 from harness.backbones.vllm import VllmVideoModel
 from harness.bench.vllm_smoke import main
+from harness.core.config import ConfigError
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="checks the venv WITHOUT vllm")

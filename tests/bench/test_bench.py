@@ -3,7 +3,7 @@
 import json
 import shutil
 
-from harness.bench.speed import best_times, bench_p1
+from harness.bench.speed import bench_p1, best_times
 from harness.bench.vilamp_scale import main as bench_vilamp
 
 

@@ -35,10 +35,10 @@ def test_anything_else_is_a_model_error():
 
 
 class _Coded(Exception):
-    status = 500  # an HTTP-style code, not a sample status
+    status = "missing"  # a library's own `status` that happens to look like a sample status
 
 
-def test_a_status_attribute_that_is_not_a_sample_status_is_ignored():
+def test_only_a_sample_error_carries_its_status():
     assert failure_status(_Coded()) == "model_error"
 
 

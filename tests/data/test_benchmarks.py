@@ -6,23 +6,23 @@ import json
 import math
 from pathlib import Path
 
+import benchdata
 import pandas as pd
 import pytest
 
-import benchdata
-from harness.data.adapters import ADAPTERS
 from harness.core.config import ConfigError
-from harness.core.status import ANSWERED
-from harness.evaluate import EvalRequest, evaluate
-from harness.run.pipeline import Pipeline
-from harness.scoring.prompts import render
 from harness.core.records import SampleResult
-from harness.run.runner import RunnerConfig
+from harness.core.status import ANSWERED
+from harness.data.adapters import ADAPTERS
 from harness.data.samples import load_samples
-from harness.scoring.metrics import submission, summarize, task_metrics
-from harness.model.specs import MODELS
 from harness.data.subtitles import Line, covering_frames, for_prompt, interleaved, parse_lvb_json, parse_srt
 from harness.data.tasks import discover, get_task
+from harness.evaluate import EvalRequest, evaluate
+from harness.model.specs import MODELS
+from harness.run.pipeline import Pipeline
+from harness.run.runner import RunnerConfig
+from harness.scoring.metrics import submission, summarize, task_metrics
+from harness.scoring.prompts import render
 
 FAST = RunnerConfig(workers=1, decode_in_model=True)  # one actor: the machine has 2 shared cores
 FRAME_TIMES = [k / benchdata.VIDEO_FPS for k in range(benchdata.VIDEO_FRAMES)]

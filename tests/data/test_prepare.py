@@ -12,9 +12,9 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import benchdata
 import pytest
 
-import benchdata
 from harness.cli import main
 from harness.core.config import ConfigError
 from harness.data.prepare import prepare, unpack

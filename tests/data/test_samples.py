@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from harness.core.config import ConfigError
-from harness.scoring.prompts import render
 from harness.data.samples import load_samples
 from harness.data.tasks import load_task_file
+from harness.scoring.prompts import render
 
 TASK = """
 task: toy

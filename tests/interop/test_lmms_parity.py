@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.scoring.extract import EXTRACTORS
-from harness.results.lmms_layout import doc_metrics
 from harness.core.records import SampleResult
-from harness.scoring.metrics import macro_average
 from harness.data.tasks import get_task
+from harness.results.lmms_layout import doc_metrics
+from harness.scoring.extract import EXTRACTORS
+from harness.scoring.metrics import macro_average
 
 ROOT = Path(__file__).resolve().parents[2]
 LMMS_PYTHON = ROOT / ".venv-lmms" / "bin" / "python"

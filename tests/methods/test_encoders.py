@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from harness.core.config import ConfigError
-from harness.methods.encoders import ENCODERS, CLIPEncoder
 from harness.core.paths import cache_dir
 from harness.core.records import Frames
 from harness.core.registry import UnknownNameError
+from harness.methods.encoders import ENCODERS, CLIPEncoder
 
 
 def frames(n: int, seed: int = 0) -> Frames:

@@ -3,7 +3,7 @@
 import pytest
 
 from harness.core.config import ConfigError
-from harness.model.preflight import build_methods, check_combination
+from harness.model.preflight import build_methods, check_combination, check_spec
 from harness.model.specs import MODELS, Component, ModelSpec
 
 
@@ -56,3 +56,13 @@ def test_a_merging_reducer_on_a_grid_placed_backbone(reducer):
 def test_a_streaming_selector_needs_a_streaming_reducer():
     with pytest.raises(ConfigError, match="cannot reduce a stream; use one of: dfm"):
         build_methods(spec("tiny", selector="dks-stream", reducer="none"))
+
+
+def test_a_keyframe_selectors_encoder_is_checked_by_name_and_on_disk(tmp_path, monkeypatch):
+    one_line_error(spec("tiny", selector="topk", selector_args={"encoder": "tiny-clipp"}),
+                   "unknown image-text encoder 'tiny-clipp' (did you mean 'tiny-clip'?)")
+    monkeypatch.setenv("HARNESS_CLIP_B32", str(tmp_path / "absent"))
+    on_disk = spec("tiny", selector="aks", selector_args={"encoder": "clip-vit-b32"})
+    check_combination(on_disk)  # the pairing is fine (the spec listing keeps it) ...
+    with pytest.raises(ConfigError, match="clip-vit-b32: no checkpoint at .*absent"):
+        check_spec(on_disk)  # ... but a run needs the weights on disk

@@ -11,12 +11,12 @@ import pytest
 from harness.cli import cmd_models
 from harness.core.config import ConfigError
 from harness.core.paths import REPO_ROOT, specs_dir
+from harness.core.records import Sample
+from harness.data.tasks import get_task
 from harness.model import specs
+from harness.model.specs import MODELS, Component, ModelSpec, SpecRegistry, load_specs
 from harness.run.pipeline import Pipeline
 from harness.video.reader import read_frames
-from harness.core.records import Sample
-from harness.model.specs import MODELS, Component, ModelSpec, SpecRegistry, load_specs
-from harness.data.tasks import get_task
 
 # spec → (backbone hooks listed by `harness models`, visual tokens entering the LLM for a 6 s video at 10 fps)
 EXPECTED = {
@@ -229,10 +229,14 @@ def test_grid_expands_base_by_method_without_what_the_preflight_rejects(tmp_path
 
 
 @pytest.mark.parametrize("text, match", [
-    (GRID.replace('n: "{n}"}}', 'm: "{n}"}}'), r"my\.yaml: grid\.methods\.u yields no spec \(.*unknown key"),
-    (GRID.replace("backbone: tiny", "backbone: tiyn"), r"my\.yaml: grid\..* yields no spec \(.*unknown backbone 'tiyn' \(did you mean"),
+    # a typo is an error even though the grid leaves out pairs that cannot work together
+    (GRID.replace('n: "{n}"}}', 'm: "{n}"}}'), r"my\.yaml: model 'my-tiny-u': frame selector 'uniform': unknown key"),
+    (GRID.replace("backbone: tiny", "backbone: tiyn"), r"my\.yaml: model 'my-tiny-u': unknown backbone 'tiyn' \(did you mean"),
+    # a method no base can take yields no spec at all: an error too
+    (GRID.replace("reducer: {name: tome, keep_ratio: 0.5}", "reducer: visionzip").replace("backbone: tiny", "backbone: fixed-cost"),
+     r"my\.yaml: grid\.methods\.tome yields no spec \(.*reducer 'visionzip'"),
     (GRID.replace("{n} frames", "{m} frames"), r"grid\.methods\.u on base 'my-tiny': description: cannot fill"),
 ])
-def test_a_grid_row_with_no_spec_or_an_unknown_var_is_an_error(tmp_path, text, match):
+def test_a_grid_typo_or_a_row_with_no_spec_is_an_error(tmp_path, text, match):
     with pytest.raises(ConfigError, match=match):
         load_specs(spec_dir(tmp_path, text))

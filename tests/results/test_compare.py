@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 from harness.cli import main
-from harness.results.compare import CompareError, figures, labelled, load_run
-from harness.evaluate import EvalRequest, evaluate
-from harness.results.plots import frame_strip, grid
 from harness.core.records import SampleResult
+from harness.evaluate import EvalRequest, evaluate
+from harness.results.compare import CompareError, figures, labelled, load_run
+from harness.results.plots import frame_strip, grid
 from harness.run.runner import RunnerConfig
 
 SPECS = ("tiny-uniform", "tiny-uniform-1fps")

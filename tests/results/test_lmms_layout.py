@@ -2,8 +2,8 @@
 
 import json
 
-from harness.results.lmms_layout import write_lmms_layout
 from harness.core.records import Sample, SampleResult
+from harness.results.lmms_layout import write_lmms_layout
 
 
 def test_videomme_run_in_lmms_eval_layout(tmp_path):

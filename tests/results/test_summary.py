@@ -7,9 +7,17 @@ import pytest
 
 from harness.core.records import SampleResult
 from harness.data.tasks import MetricSpec
-from harness.evaluate import EvalRequest, run_config
-from harness.results.summary import (breakdown_cost, build_summary, cost, numeric_means, protocol, render_markdown,
-                                     stage_costs, ttft_s)
+from harness.evaluate import EvalRequest, resolve
+from harness.results.summary import (
+    breakdown_cost,
+    build_summary,
+    cost,
+    numeric_means,
+    protocol,
+    render_markdown,
+    stage_costs,
+    ttft_s,
+)
 
 TIMINGS = {"video_decode": 0.5, "select": 0.1, "vision": 0.2, "reduce": 0.05, "llm_prefill": 0.15,
            "llm_decode": 1.0}
@@ -63,7 +71,7 @@ def test_breakdown_cost_per_value():
 
 
 def test_protocol_versions_follow_the_prompt_text():
-    config = run_config(EvalRequest(task="needle", model="tiny-uniform"))
+    config = resolve(EvalRequest(task="needle", model="tiny-uniform")).config
     first = protocol(config)
     assert first["sampler"]["args"] == {"n": 16} and first["sampler"]["code_sha"]
     assert first["extractor"]["code_sha"] and first["backbone"]["name"] == "tiny"

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.evaluate import EvalRequest, evaluate
-from harness.run.pipeline import Pipeline
 from harness.core.records import Sample
-from harness.run.runner import RunnerConfig
-from harness.model.specs import MODELS
 from harness.data.tasks import get_task
+from harness.evaluate import EvalRequest, evaluate
+from harness.model.specs import MODELS
+from harness.run.pipeline import Pipeline
+from harness.run.runner import RunnerConfig
 
 
 @pytest.fixture(scope="module")

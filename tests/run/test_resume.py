@@ -14,12 +14,12 @@ import pytest
 
 from harness.cli import main
 from harness.core.config import ConfigError
-from harness.evaluate import EvalRequest, evaluate, run_config
-from harness.run.interrupt import Interrupted, interrupted_in, stop_on_signals
-from harness.run.journal import Journal, read_journal
 from harness.core.records import SampleResult
 from harness.data.samples import load_samples
 from harness.data.tasks import get_task
+from harness.evaluate import EvalRequest, evaluate, resolve
+from harness.run.interrupt import Interrupted, interrupted_in, stop_on_signals
+from harness.run.journal import Journal, read_journal
 
 LIMIT = 10
 # A model step of 0.5 s: after the first journal line the run has ≥ 4.5 s to go, against a 20 ms poll.
@@ -120,7 +120,7 @@ def test_stop_on_signals_names_the_signal_when_ray_raised_a_plain_keyboard_inter
 def test_resume_refuses_another_config_naming_what_differs(tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    config = run_config(EvalRequest(task="needle", model="tiny-uniform", limit=4))
+    config = resolve(EvalRequest(task="needle", model="tiny-uniform", limit=4)).config
     (run_dir / "config.json").write_text(json.dumps({**config, "run_id": "r1"}, default=str))
     with pytest.raises(ConfigError, match=r"differs in: limit"):
         evaluate(EvalRequest(task="needle", model="tiny-uniform", limit=5, wandb=False, resume=str(run_dir)))

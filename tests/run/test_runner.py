@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from faults import crashing
 
-from harness.run.journal import Journal, read_journal
 from harness.core.records import Sample
 from harness.core.status import ANSWERED
-from harness.run.runner import ModelWorker, Runner, RunnerConfig, RunStats
 from harness.data.samples import load_samples
-from harness.model.specs import Component, ModelSpec
 from harness.data.tasks import get_task
+from harness.model.specs import Component, ModelSpec
+from harness.run.journal import Journal, read_journal
+from harness.run.runner import ModelWorker, Runner, RunnerConfig, RunStats
 
 TASK = get_task("needle")
 

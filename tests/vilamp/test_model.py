@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-
 from transformers import AutoTokenizer, CLIPImageProcessor
 
-from harness.backbones import BACKBONES, HookUnavailable, LlmPrune
+from harness.backbones import BACKBONES
 from harness.cli import main
-from harness.core.records import Frames, GenerationConfig, Prompt, VisualSequence
+from harness.core.records import Frames, GenerationConfig, LlmPrune, Prompt, VisualSequence
 from harness.data.samples import ensure_data, resolve_root
 from harness.data.tasks import get_task
+from harness.methods.hooks import HookUnavailable
 from harness.vilamp import vilamp_visual_tokens
 from harness.vilamp.model import (
     CheckpointLayoutError,

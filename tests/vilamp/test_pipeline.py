@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from harness.backbones import BACKBONES
+from harness.core.records import EncodedVideo, Frames, FrameSelection, Sample
 from harness.core.status import ANSWERED
 from harness.evaluate import EvalRequest, evaluate
-from harness.core.records import EncodedVideo, Frames, FrameSelection, Sample
 from harness.methods.reduction import ReductionContext
 from harness.run.runner import RunnerConfig
+from harness.video.streaming import metadata_frames
 from harness.vilamp import vilamp_visual_tokens
 from harness.vilamp.reducer import DFMReducer
 from harness.vilamp.selector import DKSSelector, StreamingDKS
-from harness.video.streaming import metadata_frames
 
 
 def pixels_of(index: int) -> np.ndarray:
