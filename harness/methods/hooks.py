@@ -9,6 +9,7 @@ backbone's own image-text encoder). The driver's preflight compares the two befo
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 HOOKS: dict[str, str] = {
     "embed_text": "embed_text(text) -> [n, C]: LLM input embeddings of text (no special tokens)",
@@ -38,12 +39,11 @@ def missing_hooks(needed: Iterable[str], offered: Iterable[str]) -> list[str]:
     return sorted(set(needed) - set(offered))
 
 
-def require_hook(backbone: object, hook: str, method: str) -> None:
+def require_hook(backbone: Any, hook: str, method: str) -> None:
     """Raise HookUnavailable (one line) unless `backbone` lists `hook` in its `hooks`."""
-    offered = getattr(backbone, "hooks", frozenset())
+    offered = backbone.hooks
     if missing_hooks([hook], offered):
-        name = getattr(backbone, "name", type(backbone).__name__)
         raise HookUnavailable(
-            f"{method} needs the backbone hook {hook!r}, which backbone {name!r} does not offer "
+            f"{method} needs the backbone hook {hook!r}, which backbone {backbone.name!r} does not offer "
             f"(it offers: {', '.join(sorted(offered)) or 'none'}); pick a backbone that implements it"
         )

@@ -18,6 +18,7 @@ from harness.core.measure import PeakMemory, StageTimer
 from harness.core.records import Frames, Sample, SampleResult
 from harness.core.status import Status, failure_status, first_line
 from harness.data.tasks import TaskSpec
+from harness.methods.selection import SELECTORS
 from harness.model.specs import ModelSpec
 from harness.model.video_model import Decoded, VideoModel, subset
 from harness.scoring.scorer import TaskScorer
@@ -39,9 +40,7 @@ def needle_retained(sample: Sample, frames: Frames) -> bool | None:
 def decodes_in_model(spec: ModelSpec) -> bool:
     """Whether the model actor must decode the video itself instead of a CPU decode worker: a streaming selector's
     frames are too many to travel as one array (ViLAMP at 10K frames)."""
-    from harness.methods.selection import SELECTORS
-
-    return bool(getattr(SELECTORS.get(spec.selector.name), "streaming", False))
+    return SELECTORS.get(spec.selector.name).streaming
 
 
 def outcome_fields(sample: Sample, decoded: Decoded) -> dict[str, Any]:
