@@ -210,10 +210,11 @@ class LlavaOvBackbone(PretrainedBackbone):
         """The chat with the visual tokens + image_newline at the video placeholder; positions are sequential."""
         tokens = self._visual_tokens(visual)
         ids, at = chat_ids(self.tokenizer, prompt, {"type": "video"}, self.video_token_id, VIDEO)
-        newline = self.model.model.image_newline.to(self.dtype)[None]
-        embeds = self._splice(ids[:at], torch.cat([tokens, newline]), ids[at + 1 :])
+        if len(visual):  # image_newline ends a video; with no visual tokens (blind) there is no video to end
+            tokens = torch.cat([tokens, self.model.model.image_newline.to(self.dtype)[None]])
+        embeds = self._splice(ids[:at], tokens, ids[at + 1 :])
         # the trailing image_newline is a separator, not a visual token to rank: in-LLM pruning always keeps it
-        return PromptInputs(embeds, range(at, at + len(visual)), len(visual) + 1, len(ids) - 1)
+        return PromptInputs(embeds, range(at, at + len(visual)), len(tokens), len(ids) - 1)
 
     def _video_pixels(self, frames: Frames) -> torch.Tensor:
         batch = self.processor.video_processor(

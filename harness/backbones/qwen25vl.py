@@ -228,7 +228,9 @@ class Qwen25VLBackbone(PretrainedBackbone):
         ids, at = chat_ids(self.tokenizer, prompt, {"type": "video"}, self.video_token_id, VIDEO_PAD)
         embeds = self._splice(ids[:at], tokens, ids[at + 1 :])
         positions = None
-        if visual.rows is not None and visual.source is not None:
+        if not len(visual):  # no video in the chat (blind): text-only M-RoPE, all three axes the 1-D position
+            positions = torch.arange(embeds.shape[1], device=self.device).expand(3, 1, -1)
+        elif visual.rows is not None and visual.source is not None:
             full = self.video_positions(ids, at, visual.source)
             n_full = visual.source.flat.shape[0]
             rows = visual.rows.to(self.device)

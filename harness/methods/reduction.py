@@ -62,3 +62,4 @@ REDUCERS.register("visionzip", "baselines.visionzip:VisionZip")
 REDUCERS.register("tome", "baselines.tome:ToMe")
 REDUCERS.register("dycoke", "baselines.dycoke:DyCoke")
 REDUCERS.register("fastv", "baselines.fastv:FastV")
+REDUCERS.register("blind", "baselines.blind:Blind")  # no visual tokens: the text-only floor

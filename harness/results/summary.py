@@ -246,10 +246,27 @@ def table_row(summary: Mapping[str, Any]) -> dict[str, Any]:
         row["acc_with_video"] = round(m["accuracy_with_video"], 2)
     if "mavg" in m:  # MLVU's headline: unweighted mean over task types
         row["m_avg"] = round(m["mavg"], 2)
+    if "n_needle_retained" in m:  # needle tasks: accuracy where the needle reached the model vs where it was lost
+        row.update(needle_columns(m, stderr=True))
     for key, groups in m["breakdowns"].items():
         for value, stats in groups.items():
             row[f"{key}={value}"] = round(stats["accuracy"], 2)
     return row
+
+
+def needle_columns(split: Mapping[str, Any], stderr: bool = False) -> dict[str, Any]:
+    """`metrics.needle_split`'s figures as table columns; an empty side's accuracy is a blank cell."""
+    columns: dict[str, Any] = {}
+    for side in ("retained", "lost"):
+        columns[f"acc_needle_{side}"] = _points(split[f"accuracy_needle_{side}"])
+        if stderr:
+            columns[f"stderr_needle_{side}"] = _points(split[f"accuracy_needle_{side}_stderr"])
+        columns[f"n_needle_{side}"] = split[f"n_needle_{side}"]
+    return columns
+
+
+def _points(value: float | None) -> float | str:
+    return "" if value is None else round(value, 2)
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -263,7 +280,7 @@ def render_markdown(summary: RunSummary) -> str:
     m, cfg = summary.metrics, summary.config
     head = {k: v for k, v in table_row(summary.to_json()).items() if "=" not in k}
     parts = [f"# {cfg['task']} × {cfg['model']}", "", markdown_table([head]), ""]
-    by_cost = summary.breakdown_cost
+    by_cost, by_needle = summary.breakdown_cost, m.get("needle_breakdowns", {})
     for key, groups in m["breakdowns"].items():
         rows = []
         for value, s in groups.items():
@@ -274,6 +291,8 @@ def render_markdown(summary: RunSummary) -> str:
                             "visual_tokens": round(c["visual_tokens_mean"], 1),
                             "latency_mean_s": round(c["latency_mean_s"], 3),
                             "peak_mem_mb": round(c["peak_memory_mean_mb"], 1)})
+            if split := by_needle.get(key, {}).get(value):
+                row.update(needle_columns(split))
             rows.append(row)
         parts += [f"## accuracy by {key}", "", markdown_table(rows), ""]
     stages = {k: v for k, v in summary.stages.items() if k != "total"}

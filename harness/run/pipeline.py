@@ -110,6 +110,8 @@ class Pipeline:
             status = failure_status(exc)
             return failure(sample, self.spec.name, status, error_text(exc, status), timings_s=timer.seconds, **common)
         timer.seconds.update({f"llm_{k}": v for k, v in generation.timings_s.items()})
+        if len(visual) == 0 and common["needle_retained"]:  # frames were kept, but no token of them reached the LLM
+            common["needle_retained"] = False
         score = self.scorer.score(sample, generation.text)
         return SampleResult(
             id=sample.id, task=sample.task, model=self.spec.name, status=score.status,

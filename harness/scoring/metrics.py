@@ -29,20 +29,45 @@ def accuracy(results: Sequence[SampleResult]) -> float:
     return 100.0 * sum(r.correct for r in results) / len(results) if results else 0.0
 
 
+def accuracy_stderr(results: Sequence[SampleResult], cluster_key: str) -> float:
+    """The clustered standard error of `accuracy(results)`, in points."""
+    return 100.0 * clustered_stderr([float(r.correct) for r in results], [getattr(r, cluster_key) for r in results])
+
+
+def needle_split(results: Sequence[SampleResult], cluster_key: str) -> dict[str, float | int | None]:
+    """Accuracy, its clustered s.e. and the count over the samples whose needle reached the model (every evidence
+    span kept a frame: `needle_retained`) and over those whose needle was lost; {} when no sample knows (a task
+    without evidence spans). An empty side's figures are None, not NaN, so summaries still compare equal."""
+    if all(r.needle_retained is None for r in results):
+        return {}
+    split: dict[str, float | int | None] = {}
+    for side, retained in (("retained", True), ("lost", False)):
+        group = [r for r in results if r.needle_retained is retained]
+        split[f"accuracy_needle_{side}"] = accuracy(group) if group else None
+        split[f"accuracy_needle_{side}_stderr"] = accuracy_stderr(group, cluster_key) if group else None
+        split[f"n_needle_{side}"] = len(group)
+    return split
+
+
 def summarize(results: Sequence[SampleResult], breakdown_keys: Sequence[str], cluster_key: str = "video_id"
               ) -> dict[str, object]:
-    """Every figure a run reports about answers; labelled samples only count towards accuracy."""
+    """Every figure a run reports about answers; labelled samples only count towards accuracy. Where samples
+    know whether their needle was retained, accuracy is also split by it (`needle_split`), overall and per
+    breakdown value (`needle_breakdowns`)."""
     scored = [r for r in results if r.gold is not None]
     answered = [r for r in scored if r.status in ANSWERED]
     statuses = Counter(r.status for r in results)
-    breakdowns: dict[str, dict[str, dict[str, float]]] = {}
+    grouped: dict[str, dict[str, list[SampleResult]]] = {}
     for key in breakdown_keys:
         groups: dict[str, list[SampleResult]] = defaultdict(list)
         for r in scored:
             groups[r.breakdown.get(key, "?")].append(r)
-        breakdowns[key] = {
-            value: {"accuracy": accuracy(group), "n": len(group)} for value, group in sorted(groups.items())
-        }
+        grouped[key] = dict(sorted(groups.items()))
+    breakdowns = {key: {value: {"accuracy": accuracy(group), "n": len(group)} for value, group in groups.items()}
+                  for key, groups in grouped.items()}
+    split = needle_split(scored, cluster_key)
+    needle_breakdowns = {key: {value: needle_split(group, cluster_key) for value, group in groups.items()}
+                         for key, groups in grouped.items()}
     with_video = [r for r in scored if r.status != "missing"]
     return {
         "n": len(results),
@@ -51,14 +76,15 @@ def summarize(results: Sequence[SampleResult], breakdown_keys: Sequence[str], cl
         "accuracy": accuracy(scored) if scored else float("nan"),
         "n_with_video": len(with_video),  # scored samples whose video file exists
         "accuracy_with_video": accuracy(with_video) if with_video else float("nan"),
-        "accuracy_stderr": 100.0 * clustered_stderr([float(r.correct) for r in scored],
-                                                      [getattr(r, cluster_key) for r in scored]),
+        "accuracy_stderr": accuracy_stderr(scored, cluster_key),
         "accuracy_answered": accuracy(answered),  # excluding decode / model failures
+        **split,
         "parse_failure_rate": statuses.get("unparsed", 0) / len(results) if results else 0.0,
         "failure_rate": sum(v for k, v in statuses.items() if k not in ANSWERED) / len(results)
         if results else 0.0,
         "status_counts": dict(sorted(statuses.items())),
         "breakdowns": breakdowns,
+        **({"needle_breakdowns": needle_breakdowns} if split else {}),
     }
 
 

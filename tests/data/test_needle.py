@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import tracemalloc
 from collections import Counter
@@ -10,9 +11,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
+from harness.core.paths import REPO_ROOT
 from harness.core.records import LETTERS
 from harness.data.needle import MANIFEST, NeedleConfig, dataset, ensure_needle_dataset, main, render
+from harness.data.needle.questions import plan
+from harness.data.samples import load_samples
+from harness.data.tasks import get_task
 from harness.video.reader import probe, read_frames
 
 SMALL = NeedleConfig(lengths=(16, 48), per_cell=4)
@@ -183,6 +189,40 @@ def test_cli(tmp_path, capsys):
     assert path == tmp_path / "cli" / "annotations.parquet"
     assert json.loads((path.parent / MANIFEST).read_text())["config"]["seed"] == 3
     assert pq.read_table(path).num_rows == 3
+
+
+def test_the_exam_has_240_retrieval_questions_over_the_default_lengths_and_its_own_seed():
+    """Planned from tasks/needle_exam.yaml's own generator arguments (no video is rendered)."""
+    exam, default = get_task("needle_exam"), get_task("needle")
+    config = NeedleConfig(**exam.dataset.generator_args)
+    assert config.seed != NeedleConfig(**default.dataset.generator_args).seed
+    assert exam.dataset.root == "{cache}/needle_exam" != default.dataset.root
+    assert (config.lengths, config.kinds) == (NeedleConfig.lengths, NeedleConfig.kinds)
+    specs = plan(config)
+    cells = Counter((s.kind, s.length) for s in specs)
+    assert sum(n for (kind, _), n in cells.items() if kind == "retrieval") >= 240
+    assert len({cells["retrieval", n] for n in config.lengths}) == 1  # as many at every length
+    assert all(cells[k, n] for k in config.kinds for n in config.lengths)  # ordering and counting too
+    retrieval = [s for s in specs if s.kind == "retrieval"]
+    assert Counter(s.gold for s in retrieval) == Counter({g: len(retrieval) // 4 for g in range(4)})
+    assert Counter(s.depth for s in retrieval) == Counter({d: len(retrieval) // 3 for d in config.depths})
+
+
+def test_the_exam_task_loads_from_its_own_root(tmp_path, monkeypatch):
+    """The real task YAMLs, with the exam's videos shortened and fewer per cell so they render in a second."""
+    tasks = tmp_path / "tasks"
+    shutil.copytree(REPO_ROOT / "tasks", tasks)
+    data = yaml.safe_load((tasks / "needle_exam.yaml").read_text())
+    data["dataset"]["generator_args"].update(lengths=[16, 48], per_cell=1)
+    (tasks / "needle_exam.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("HARNESS_TASKS_DIR", str(tasks))
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    samples = load_samples(get_task("needle_exam"))
+    assert len(samples) == 3 * 2 and {s.task for s in samples} == {"needle_exam"}
+    root = tmp_path / "cache" / "needle_exam"
+    assert all(Path(s.video).parent == root / "videos" for s in samples)
+    assert all(s.evidence_spans_s and s.breakdown["kind"] in NeedleConfig.kinds for s in samples)
+    assert json.loads((root / MANIFEST).read_text())["config"]["seed"] == data["dataset"]["generator_args"]["seed"]
 
 
 def generate_long(tmp_path: Path, num_frames: int) -> tuple[dict, int, float]:

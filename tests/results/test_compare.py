@@ -51,6 +51,20 @@ def test_compare_writes_table_report_and_plots(two_runs, tmp_path):
     assert plots["needle_retention"]["panels"] == list(SPECS)  # one heat-map per run, side by side
 
 
+def test_compare_splits_accuracy_by_needle_retention(two_runs, tmp_path):
+    out = tmp_path / "cmp"
+    assert main(["compare", *map(str, two_runs), "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    for row, run_dir in zip(rows, two_runs, strict=True):
+        results = load_run(run_dir).results
+        assert int(row["n_needle_retained"]) + int(row["n_needle_lost"]) == int(row["n"])  # every needle sample knows
+        for side, retained in (("retained", True), ("lost", False)):
+            group = [r for r in results if r.needle_retained is retained]
+            expected = str(round(100 * sum(r.correct for r in group) / len(group), 2)) if group else ""
+            assert (row[f"n_needle_{side}"], row[f"acc_needle_{side}"]) == (str(len(group)), expected), side
+    assert "| acc_needle_retained | stderr_needle_retained | n_needle_retained |" in (out / "compare.md").read_text()
+
+
 def test_figures_carry_axis_labels(two_runs):
     figs = figures(labelled([load_run(d) for d in two_runs]))
     ax = figs["accuracy_vs_visual_tokens"].axes[0]

@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import json
 
 import pytest
 
@@ -16,8 +17,10 @@ from harness.results.summary import (
     protocol,
     render_markdown,
     stage_costs,
+    table_row,
     ttft_s,
 )
+from harness.scoring.metrics import clustered_stderr
 
 TIMINGS = {"video_decode": 0.5, "select": 0.1, "vision": 0.2, "reduce": 0.05, "llm_prefill": 0.15,
            "llm_decode": 1.0}
@@ -125,3 +128,41 @@ def test_markdown_has_cost_columns_and_breakdowns():
     assert "ttft_mean_s" in text and "latency_mean_s" in text and "## accuracy by length_bucket" in text
     assert "| 32 | 100.0 | 2 | 0.5 |" in text
     assert "mean seconds per stage: llm_decode 1.000" in text
+
+
+def test_accuracy_split_by_needle_retention_in_json_table_and_markdown():
+    results = [result(i, correct=i != 2, pred=int(i == 2), video_id=f"v{i}") for i in range(4)]  # kept: s0, s2
+    summary = build_summary(results, MetricSpec(breakdown=("length_bucket",)), 10.0, CONFIG)
+    m = summary.to_json()["metrics"]
+    assert (m["accuracy_needle_retained"], m["n_needle_retained"]) == (50.0, 2)
+    assert (m["accuracy_needle_lost"], m["n_needle_lost"]) == (100.0, 2)
+    assert m["accuracy_needle_retained_stderr"] == pytest.approx(100 * clustered_stderr([1.0, 0.0], ["v0", "v2"]))
+    assert m["accuracy_needle_lost_stderr"] == 0.0  # both right
+    assert m["accuracy"] == 75.0 and m["breakdowns"]["length_bucket"]["32"] == {"accuracy": 100.0, "n": 2}
+    row = table_row(summary.to_json())
+    assert {k: row[k] for k in row if "needle_" in k and k != "needle_retention"} == {
+        "acc_needle_retained": 50.0, "stderr_needle_retained": round(m["accuracy_needle_retained_stderr"], 2),
+        "n_needle_retained": 2, "acc_needle_lost": 100.0, "stderr_needle_lost": 0.0, "n_needle_lost": 2}
+    text = render_markdown(summary)
+    assert "| acc_needle_retained | stderr_needle_retained | n_needle_retained | acc_needle_lost |" in text
+    # per breakdown value, after its cost columns: s2 (retained, wrong) and s3 (lost, right) are the 128-frame ones
+    assert "| 128 | 50.0 | 2 | 0.5 | 100.0 | 4.5 | 102.5 | 0.0 | 1 | 100.0 | 1 |" in text
+    assert "| 32 | 100.0 | 2 | 0.5 | 100.0 | 2.5 | 100.5 | 100.0 | 1 | 100.0 | 1 |" in text
+
+
+def test_an_empty_side_is_blank_and_summaries_still_compare_equal():
+    results = [result(i, needle_retained=True) for i in range(3)]
+    summary = build_summary(results, MetricSpec(), 10.0, CONFIG)
+    m = summary.to_json()["metrics"]
+    assert m["n_needle_lost"] == 0 and m["accuracy_needle_lost"] is None
+    assert json.loads(json.dumps(m)) == m  # None, not NaN: a resumed run's summary equals the uninterrupted one
+    row = table_row(summary.to_json())
+    assert (row["acc_needle_lost"], row["stderr_needle_lost"], row["n_needle_retained"]) == ("", "", 3)
+
+
+def test_no_needle_columns_for_a_task_without_evidence_spans():
+    results = [result(i, needle_retained=None) for i in range(3)]
+    summary = build_summary(results, MetricSpec(breakdown=("length_bucket",)), 10.0, CONFIG)
+    assert not [k for k in summary.metrics if "needle" in k]
+    assert not [k for k in table_row(summary.to_json()) if "needle" in k and k != "needle_retention"]
+    assert "acc_needle" not in render_markdown(summary)
