@@ -86,5 +86,11 @@ needle-comparison: $(STAMP)
 	$(PY) -m harness compare $(NEEDLE_RUNS)/needle__* --out results/needle-comparison \
 	  --title "needle: ViLAMP vs uniform at ViLAMP's budget vs baselines (tiny backbones)"
 
+# The canary LLaVA-OV (issue 13): trained here on the needle task's renderer, written over the shipped checkpoint.
+CANARY_DIR := harness/canary/weights/llava-ov
+.PHONY: canary
+canary: $(STAMP)
+	$(PY) -m harness.canary train --out $(CANARY_DIR)
+
 clean:
 	rm -rf $(VENV) $(LMMS_VENV) $(VLLM_VENV)

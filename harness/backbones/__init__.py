@@ -7,6 +7,7 @@ from harness.core.registry import Registry
 BACKBONES: Registry[BackboneClass] = Registry("backbone")
 BACKBONES.register("tiny", "harness.backbones.llava_ov:TinyBackbone")  # llava-ov with tiny_seed=0
 BACKBONES.register("fixed-cost", "harness.backbones.fixed_cost:FixedCost")  # runner benchmarks/tests
+BACKBONES.register("canary", "harness.backbones.canary:CanaryBackbone")  # llava-ov, trained canary weights (issue 13)
 BACKBONES.register("vilamp", "harness.vilamp.model:ViLAMPBackbone")  # official layout, 7B checkpoint from disk
 BACKBONES.register("vilamp-tiny", "harness.vilamp.model:ViLAMPTinyBackbone")  # same code, tiny random checkpoint
 

@@ -93,8 +93,13 @@ def _tiny_config(tokenizer: PreTrainedTokenizerFast) -> LlavaOnevisionConfig:
 def build_tiny_model(seed: int = 0) -> tuple[LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor]:
     """The seeded tiny model and its processor, in memory (deterministic for a given seed)."""
     tokenizer = tiny_tokenizer()
+    return init_model(_tiny_config(tokenizer), tokenizer, seed).eval(), tiny_processor(tokenizer)
+
+
+def tiny_processor(tokenizer: PreTrainedTokenizerFast) -> LlavaOnevisionProcessor:
+    """LLaVA-OV's processor at the tiny frame size (64 px frames, 8 px patches)."""
     size = {"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
-    processor = LlavaOnevisionProcessor(
+    return LlavaOnevisionProcessor(
         image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=_grid_pinpoints()),
         tokenizer=tokenizer,
         video_processor=LlavaOnevisionVideoProcessor(size=size),
@@ -102,11 +107,16 @@ def build_tiny_model(seed: int = 0) -> tuple[LlavaOnevisionForConditionalGenerat
         vision_feature_select_strategy="full",
         chat_template=LLAVA_CHAT_TEMPLATE,
     )
+
+
+def init_model(config: LlavaOnevisionConfig, tokenizer: PreTrainedTokenizerFast,
+               seed: int) -> LlavaOnevisionForConditionalGeneration:
+    """A randomly initialised model of `config` (weights from `seed` alone) that stops on the chat's end tokens."""
     with seeded(seed):
-        model = LlavaOnevisionForConditionalGeneration(_tiny_config(tokenizer))
+        model = LlavaOnevisionForConditionalGeneration(config)
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model.eval(), processor
+    return model
 
 
 class LlavaOvBackbone(PretrainedBackbone):

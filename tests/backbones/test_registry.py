@@ -53,7 +53,8 @@ def test_tokens_per_frame_from_the_arguments_alone(empty_cache: Path) -> None:
 
 
 HF_ARGS = ("checkpoint", "tiny_seed", "dtype", "device", "attn_implementation", "num_threads")
-VALID = {"tiny": HF_ARGS, "llava-ov": HF_ARGS, "llava-video": HF_ARGS, "qwen25vl": HF_ARGS,
+VALID = {"canary": ("checkpoint", "dtype", "device", "attn_implementation", "num_threads"),
+         "tiny": HF_ARGS, "llava-ov": HF_ARGS, "llava-video": HF_ARGS, "qwen25vl": HF_ARGS,
          "vilamp": ("checkpoint", "clip", "dtype", "device"), "vilamp-tiny": ("seed", "device"),
          "fixed-cost": ("step_s", "per_frame_s", "name", "tokens_per_frame")}
 

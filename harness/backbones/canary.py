@@ -1,0 +1,52 @@
+"""`canary`: the LLaVA-OV class on the trained canary checkpoint shipped in the repo (harness/canary/weights/,
+written by `make canary`, issue 13), loaded offline through `from_pretrained` like any local checkpoint.
+
+Unlike `tiny`, its answers follow the needle: it was trained on the needle task's own renderer and question text,
+so its accuracy is high when the needle reaches the model and chance when it does not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from transformers import AutoConfig
+
+from harness.backbones.base import bind_arguments
+from harness.backbones.llava_ov import LlavaOvBackbone, pooled_tokens
+from harness.hf.loading import check_attn_implementation, check_checkpoint, resolve_dtype
+
+CANARY_CHECKPOINT = Path(__file__).resolve().parents[1] / "canary" / "weights" / "llava-ov"
+
+
+class CanaryBackbone(LlavaOvBackbone):
+    family: ClassVar[str] = "canary"
+    tiny_name: ClassVar[str] = "canary"
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls, *, checkpoint: str | None = None, dtype: str = "float32", device: str = "cpu",
+        attn_implementation: str = "sdpa", num_threads: int | None = None,
+    ) -> Self:
+        return super().load(checkpoint=cls._checkpoint(checkpoint), dtype=dtype, device=device,
+                            attn_implementation=attn_implementation, num_threads=num_threads)
+
+    @classmethod
+    def preflight(cls, **args: Any) -> None:
+        """As LLaVA-OV's, with the shipped checkpoint as the default `checkpoint`."""
+        if args.get("tiny_seed", 0) is None:  # LlavaOvBackbone.load passes it through
+            args = {k: v for k, v in args.items() if k != "tiny_seed"}
+        bound = bind_arguments(cls.family, cls.load, args)
+        resolve_dtype(bound["dtype"])
+        check_attn_implementation(bound["attn_implementation"])
+        check_checkpoint(cls._checkpoint(bound["checkpoint"]))
+
+    @classmethod
+    def tokens_per_frame_for(cls, **args: Any) -> int:
+        bound = bind_arguments(cls.family, cls.load, args)
+        vision = AutoConfig.from_pretrained(cls._checkpoint(bound["checkpoint"])).vision_config
+        return pooled_tokens(vision.image_size, vision.patch_size)
+
+    @staticmethod
+    def _checkpoint(checkpoint: str | None) -> str:
+        return str(Path(checkpoint).expanduser() if checkpoint is not None else CANARY_CHECKPOINT)

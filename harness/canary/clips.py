@@ -1,0 +1,82 @@
+"""Training and held-out material drawn with the needle task's own renderer and question text: haystack frames of
+drifting scenes, needle frames (a label's overlay over a haystack frame), and retrieval questions with their
+options, rendered through the task's prompt profile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+
+from harness.core.records import Prompt, Sample
+from harness.data.needle.config import NeedleConfig
+from harness.data.needle.questions import CATEGORIES, OPTIONS
+from harness.data.needle.render import _Haystack, _overlay
+from harness.data.tasks import get_task
+from harness.scoring.prompts import render
+
+SIZE = NeedleConfig().size  # (width, height) the task renders
+MAX_TIME = 600  # haystack frames are drawn from frame numbers [0, MAX_TIME): the task's videos are <= 512 frames
+RETRIEVAL_QUESTION = "Which of these appeared in the video?"  # harness/data/needle/questions.py, retrieval
+
+
+def _uint8(img: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)  # as write_video quantises a frame
+
+
+def haystack_video(rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
+    """One drifting scene at the given frame numbers: uint8 [T, H, W, 3]."""
+    scene = _Haystack(rng, *SIZE)
+    return np.stack([_uint8(scene.frame(int(t))) for t in times])
+
+
+def needle_frame(rng: np.random.Generator, label: str) -> np.ndarray:
+    """`label` drawn over a frame of a fresh scene at a random time: uint8 [H, W, 3]."""
+    scene = _Haystack(rng, *SIZE)
+    return _uint8(_overlay(label, *SIZE, rng).over(scene.frame(int(rng.integers(MAX_TIME)))))
+
+
+def with_needle(rng: np.random.Generator, frames: np.ndarray, at: int, label: str) -> np.ndarray:
+    """`frames` with `label`'s overlay (one random placement) drawn over frame `at`."""
+    out = frames.copy()
+    out[at] = _uint8(_overlay(label, *SIZE, rng).over(frames[at].astype(np.float32)))
+    return out
+
+
+def pixels(processor, frames: np.ndarray) -> torch.Tensor:
+    """The video processor's output for uint8 frames [N, H, W, 3]: float [N, 3, S, S]."""
+    batch = processor.video_processor(videos=[frames], input_data_format="channels_last", return_tensors="pt")
+    return batch["pixel_values_videos"][0]
+
+
+@dataclass(frozen=True)
+class Question:
+    label: str  # the needle shown
+    options: tuple[str, ...]  # four labels of one category, the needle's among them
+    gold: int
+
+
+def retrieval_question(rng: np.random.Generator) -> Question:
+    """As the task draws a retrieval question: a uniform category, four of its labels, a uniform gold slot."""
+    pool = list(CATEGORIES.values())[rng.integers(len(CATEGORIES))]
+    picked = [pool[i] for i in rng.choice(len(pool), size=OPTIONS, replace=False)]
+    gold = int(rng.integers(OPTIONS))
+    options = picked[1:]
+    options.insert(gold, picked[0])
+    return Question(picked[0], tuple(options), gold)
+
+
+@cache
+def _profile():
+    task = get_task("needle")
+    return task.prompt(), task.default_prompt
+
+
+def prompt(question: Question) -> Prompt:
+    """The needle task's default prompt for a retrieval question."""
+    profile, name = _profile()
+    sample = Sample(id="canary", task="needle", video="", question=RETRIEVAL_QUESTION, options=question.options,
+                    answer=question.gold)
+    return render(profile, sample, name)

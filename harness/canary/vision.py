@@ -1,0 +1,82 @@
+"""Stage 1: the frame bank, and the vision tower + projector trained to classify each frame's needle label."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.canary.clips import MAX_TIME, haystack_video, needle_frame, pixels
+from harness.canary.model import LABELS, frame_tokens
+from harness.canary.recipe import Log, Recipe
+
+
+@dataclass(frozen=True)
+class Bank:
+    haystack: torch.Tensor  # processed pixels [V, F, 3, S, S], each scene's frames in time order
+    needles: torch.Tensor  # [N, 3, S, S]
+    needle_labels: torch.Tensor  # [N] index into LABELS
+
+
+def build_bank(recipe: Recipe, processor, rng: np.random.Generator) -> Bank:
+    scenes = []
+    for _ in range(recipe.bank_videos):
+        times = np.sort(rng.choice(MAX_TIME, size=recipe.bank_frames, replace=False))
+        scenes.append(pixels(processor, haystack_video(rng, times)))
+    labels = np.resize(np.arange(len(LABELS)), recipe.bank_needles)  # every label equally often
+    rng.shuffle(labels)
+    needles = np.stack([needle_frame(rng, LABELS[i]) for i in labels])
+    return Bank(torch.stack(scenes), pixels(processor, needles), torch.as_tensor(labels))
+
+
+def class_logits(tokens: torch.Tensor, classes: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine × scale against the class embeddings [K, C]: per token [N, M, K] and per frame mean [N, K]."""
+    keys = F.normalize(classes, dim=-1)
+    return scale * F.normalize(tokens, dim=-1) @ keys.T, scale * F.normalize(tokens.mean(1), dim=-1) @ keys.T
+
+
+def train_vision(model, classes: torch.Tensor, bank: Bank, recipe: Recipe, log: Log, gen: torch.Generator) -> None:
+    """Vision tower + projector (+ image_newline untouched); the LLM and its embeddings are not trained here."""
+    params = list(model.model.vision_tower.parameters()) + list(model.model.multi_modal_projector.parameters())
+    optimiser = torch.optim.AdamW(params, lr=recipe.stage1_lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, recipe.stage1_lr, total_steps=recipe.stage1_steps,
+                                                   pct_start=0.05)
+    haystack = bank.haystack.flatten(0, 1)
+    none = len(LABELS)
+    half = recipe.stage1_batch // 2
+    model.train()
+    for step in range(1, recipe.stage1_steps + 1):
+        n = torch.randint(len(bank.needles), (half,), generator=gen)
+        h = torch.randint(len(haystack), (recipe.stage1_batch - half,), generator=gen)
+        batch = torch.cat([bank.needles[n], haystack[h]])
+        target = torch.cat([bank.needle_labels[n], torch.full((len(h),), none)])
+        tokens = frame_tokens(model, batch)
+        per_token, per_frame = class_logits(tokens, classes, recipe.stage1_scale)
+        # alignment: every token points the way its label's text embedding does (what stage 2's matching reads)
+        align = 1 - F.cosine_similarity(tokens, classes[target][:, None], dim=-1).mean()
+        loss = F.cross_entropy(per_token.flatten(0, 1), target.repeat_interleave(per_token.shape[1])) + \
+            F.cross_entropy(per_frame, target) + recipe.stage1_align * align
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % recipe.log_every == 0 or step == recipe.stage1_steps:
+            hit = per_frame.argmax(-1) == target
+            log.write(stage="vision", step=step, loss=round(loss.item(), 4), align=round(align.item(), 4),
+                      needle_acc=round(float(hit[:half].float().mean()), 4),
+                      haystack_acc=round(float(hit[half:].float().mean()), 4))
+    model.eval()
+
+
+@torch.no_grad()
+def frame_accuracy(model, classes: torch.Tensor, frames: torch.Tensor, target: torch.Tensor, scale: float) -> float:
+    _, per_frame = class_logits(frame_tokens(model, frames), classes, scale)
+    return float((per_frame.argmax(-1) == target).float().mean())
+
+
+@torch.no_grad()
+def cache_tokens(model, frames: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """Frozen visual tokens [N, M, C] of processed frames [N, 3, S, S]."""
+    return torch.cat([frame_tokens(model, frames[i : i + chunk]) for i in range(0, len(frames), chunk)])
