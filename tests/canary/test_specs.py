@@ -1,0 +1,27 @@
+"""Every canary spec runs a sample through the whole path on the shipped canary checkpoint."""
+
+import pytest
+
+from harness.core.records import LETTERS
+from harness.data.tasks import get_task
+from harness.model.specs import MODELS
+from harness.run.pipeline import Pipeline
+
+CANARY_SPECS = [name for name in MODELS.names() if name.startswith("canary-")]
+
+
+def test_the_token_reducers_and_the_blind_floor_have_canary_specs():
+    assert {"canary-uniform", "canary-uniform-1fps", "canary-uniform-vilamp-budget", "canary-visionzip",
+            "canary-tome", "canary-dycoke", "canary-fastv", "canary-blind"} <= set(CANARY_SPECS)
+
+
+@pytest.mark.parametrize("name", CANARY_SPECS)
+def test_canary_spec_runs_one_sample(name, write_test_video):
+    from harness.core.records import Sample
+
+    video = write_test_video(num_frames=60, fps=10.0)
+    sample = Sample(id="s", task="needle", video=str(video.path), question="Which word appeared?",
+                    options=("APPLE", "TIGER", "CLOUD", "PIANO"), answer=1, evidence_spans_s=((2.0, 3.0),))
+    result = Pipeline(MODELS.get(name), get_task("needle")).run(sample)
+    assert result.status == "ok" and result.raw_output in tuple(LETTERS[:4]), result.error
+    assert (result.visual_tokens == 0) == (name == "canary-blind")
