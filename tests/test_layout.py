@@ -224,3 +224,11 @@ def test_letters_defined_once():
     assert len(definitions) == 1 and definitions[0].startswith(f"{LETTERS_HOME}:"), (
         f"LETTERS must be defined once, in {LETTERS_HOME}; definitions: {definitions}"
     )
+
+
+def test_test_file_names_are_unique():
+    """tests/ has no __init__.py, so pytest imports each test file by its basename: two with one name collide."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted(Path(__file__).parent.rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(Path(__file__).parent)))
+    assert not {name: paths for name, paths in seen.items() if len(paths) > 1}
