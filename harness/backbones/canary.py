@@ -14,7 +14,6 @@ from transformers import AutoConfig
 
 from harness.backbones.base import bind_arguments
 from harness.backbones.llava_ov import LlavaOvBackbone, pooled_tokens
-from harness.hf.loading import check_attn_implementation, check_checkpoint, resolve_dtype
 
 CANARY_CHECKPOINT = Path(__file__).resolve().parents[1] / "canary" / "weights" / "llava-ov"
 
@@ -33,13 +32,9 @@ class CanaryBackbone(LlavaOvBackbone):
 
     @classmethod
     def preflight(cls, **args: Any) -> None:
-        """As LLaVA-OV's, with the shipped checkpoint as the default `checkpoint`."""
-        if args.get("tiny_seed", 0) is None:  # LlavaOvBackbone.load passes it through
-            args = {k: v for k, v in args.items() if k != "tiny_seed"}
+        """As LLaVA-OV's, with the shipped checkpoint as the default `checkpoint` (no `tiny_seed`)."""
         bound = bind_arguments(cls.family, cls.load, args)
-        resolve_dtype(bound["dtype"])
-        check_attn_implementation(bound["attn_implementation"])
-        check_checkpoint(cls._checkpoint(bound["checkpoint"]))
+        cls._check(cls._checkpoint(bound["checkpoint"]), None, bound["dtype"], bound["attn_implementation"])
 
     @classmethod
     def tokens_per_frame_for(cls, **args: Any) -> int:

@@ -43,7 +43,7 @@ class PretrainedBackbone(ChatBackbone):
         cls, *, checkpoint: str | None = None, tiny_seed: int | None = None, dtype: str = "float32",
         device: str = "cpu", attn_implementation: str = "sdpa", num_threads: int | None = None,
     ) -> Self:
-        cls.preflight(checkpoint=checkpoint, tiny_seed=tiny_seed, dtype=dtype, attn_implementation=attn_implementation)
+        cls._check(checkpoint, tiny_seed, dtype, attn_implementation)
         seed = cls._tiny_seed(checkpoint, tiny_seed)
         source = str(checkpoint) if seed is None else str(cls.tiny_checkpoint(seed))
         model, processor = load_pretrained(cls.model_class, AutoProcessor, source, dtype=dtype, device=device,
@@ -55,10 +55,15 @@ class PretrainedBackbone(ChatBackbone):
         """Argument names, exactly one weight source, dtype, attention implementation, and a `checkpoint` that
         resolves offline (a hub id must be in the local HF cache)."""
         bound = bind_arguments(cls.family, cls.load, args)
-        cls._tiny_seed(bound["checkpoint"], bound["tiny_seed"])
-        resolve_dtype(bound["dtype"])
-        check_attn_implementation(bound["attn_implementation"])
-        check_checkpoint(bound["checkpoint"])
+        cls._check(bound["checkpoint"], bound["tiny_seed"], bound["dtype"], bound["attn_implementation"])
+
+    @classmethod
+    def _check(cls, checkpoint: str | None, tiny_seed: int | None, dtype: str, attn_implementation: str) -> None:
+        """The checks `preflight` and `load` share, on arguments already bound to `load`'s signature."""
+        cls._tiny_seed(checkpoint, tiny_seed)
+        resolve_dtype(dtype)
+        check_attn_implementation(attn_implementation)
+        check_checkpoint(checkpoint)
 
     @classmethod
     def _tiny_seed(cls, checkpoint: str | None, tiny_seed: int | None) -> int | None:
