@@ -74,23 +74,27 @@ bench: $(STAMP)
 	$(PY) -m harness.bench.speed
 	$(PY) -m harness.bench.vilamp_scale  # results/bench/vilamp_scale.json
 
-# The committed comparison (results/needle-comparison/): every tiny spec on all 36 needle samples, then `compare`.
-NEEDLE_SPECS := tiny-uniform tiny-uniform-1fps tiny-uniform-vilamp-budget vilamp-tiny vilamp-tf tiny-topk tiny-aks \
-                tiny-bolt tiny-visionzip tiny-tome tiny-dycoke tiny-fastv
+# The committed comparison (results/needle-comparison/): every canary spec on all 720 needle_exam questions, then
+# `compare`. A run left by an interrupted comparison is resumed, not redone.
+NEEDLE_SPECS := canary-uniform canary-uniform-1fps canary-uniform-vilamp-budget canary-vilamp-tf canary-topk \
+                canary-aks canary-bolt canary-visionzip canary-tome canary-dycoke canary-fastv canary-blind
 NEEDLE_RUNS  := results/.needle-comparison-runs
 needle-comparison: $(STAMP)
-	rm -rf $(NEEDLE_RUNS)
 	for m in $(NEEDLE_SPECS); do \
-	  $(PY) -m harness eval --task needle --model $$m --workers 2 --group needle-comparison --out $(NEEDLE_RUNS) || exit 1; \
+	  run=$$(ls -d $(NEEDLE_RUNS)/needle_exam__$${m}__* 2>/dev/null | head -1); \
+	  $(PY) -m harness eval --task needle_exam --model $$m --workers 2 --group needle-comparison --out $(NEEDLE_RUNS) \
+	    $${run:+--resume $$run} || exit 1; \
 	done
-	$(PY) -m harness compare $(NEEDLE_RUNS)/needle__* --out results/needle-comparison \
-	  --title "needle: ViLAMP vs uniform at ViLAMP's budget vs baselines (tiny backbones)"
+	$(PY) -m harness compare $(NEEDLE_RUNS)/needle_exam__* --out results/needle-comparison \
+	  --title "needle_exam: what each method feeds a trained canary, and what it answers"
 
-# The canary LLaVA-OV (issue 13): trained here on the needle task's renderer, written over the shipped checkpoint.
-CANARY_DIR := harness/canary/weights/llava-ov
+# The canaries (issue 13): the LLaVA-OV and the CLIP, trained here on the needle task's renderer, written over the
+# shipped checkpoints.
+CANARY_DIR := harness/canary/weights
 .PHONY: canary
 canary: $(STAMP)
-	$(PY) -m harness.canary train --out $(CANARY_DIR)
+	$(PY) -m harness.canary train --out $(CANARY_DIR)/llava-ov
+	$(PY) -m harness.canary train-clip --out $(CANARY_DIR)/clip
 
 clean:
 	rm -rf $(VENV) $(LMMS_VENV) $(VLLM_VENV)

@@ -14,8 +14,9 @@ from transformers import AutoConfig
 
 from harness.backbones.base import bind_arguments
 from harness.backbones.llava_ov import LlavaOvBackbone, pooled_tokens
+from harness.core.paths import canary_weights
 
-CANARY_CHECKPOINT = Path(__file__).resolve().parents[1] / "canary" / "weights" / "llava-ov"
+CANARY_CHECKPOINT = canary_weights("llava-ov")
 
 
 class CanaryBackbone(LlavaOvBackbone):

@@ -52,9 +52,9 @@ def pooled_tokens(image_size: int, patch_size: int) -> int:
     return math.ceil(image_size // patch_size / 2) ** 2
 
 
-def _grid_pinpoints() -> list[list[int]]:
-    """The 7B's anyres grid (1..6 tiles per side) scaled to the tiny tile size."""
-    return [[TINY_IMAGE_SIZE * h, TINY_IMAGE_SIZE * w] for h in range(1, 7) for w in range(1, 7)]
+def grid_pinpoints(tile: int = TINY_IMAGE_SIZE) -> list[list[int]]:
+    """The 7B's anyres grid (1..6 tiles per side) scaled to a small tile size."""
+    return [[tile * h, tile * w] for h in range(1, 7) for w in range(1, 7)]
 
 
 def _tiny_config(tokenizer: PreTrainedTokenizerFast) -> LlavaOnevisionConfig:
@@ -86,7 +86,7 @@ def _tiny_config(tokenizer: PreTrainedTokenizerFast) -> LlavaOnevisionConfig:
         video_token_index=tokenizer.convert_tokens_to_ids(VIDEO),
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
-        image_grid_pinpoints=_grid_pinpoints(),
+        image_grid_pinpoints=grid_pinpoints(),
     )
 
 
@@ -96,14 +96,15 @@ def build_tiny_model(seed: int = 0) -> tuple[LlavaOnevisionForConditionalGenerat
     return init_model(_tiny_config(tokenizer), tokenizer, seed).eval(), tiny_processor(tokenizer)
 
 
-def tiny_processor(tokenizer: PreTrainedTokenizerFast) -> LlavaOnevisionProcessor:
-    """LLaVA-OV's processor at the tiny frame size (64 px frames, 8 px patches)."""
-    size = {"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
+def tiny_processor(tokenizer: PreTrainedTokenizerFast, image_size: int = TINY_IMAGE_SIZE,
+                   patch_size: int = TINY_PATCH_SIZE) -> LlavaOnevisionProcessor:
+    """LLaVA-OV's processor at a small frame size (tiny: 64 px frames, 8 px patches)."""
+    size = {"height": image_size, "width": image_size}
     return LlavaOnevisionProcessor(
-        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=_grid_pinpoints()),
+        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=grid_pinpoints(image_size)),
         tokenizer=tokenizer,
         video_processor=LlavaOnevisionVideoProcessor(size=size),
-        num_image_tokens=(TINY_IMAGE_SIZE // TINY_PATCH_SIZE) ** 2,
+        num_image_tokens=(image_size // patch_size) ** 2,
         vision_feature_select_strategy="full",
         chat_template=LLAVA_CHAT_TEMPLATE,
     )

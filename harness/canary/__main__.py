@@ -1,4 +1,4 @@
-"""`python -m harness.canary train --out DIR [--steps-scale F]`: run the canary recipe into DIR."""
+"""`python -m harness.canary train|train-clip --out DIR [--steps-scale F]`: run a canary recipe into DIR."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from harness.canary.clip import ClipRecipe
 from harness.canary.recipe import Recipe
-from harness.canary.train import train
+from harness.canary.train import train, train_encoder
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,10 +17,16 @@ def main(argv: list[str] | None = None) -> None:
     run = commands.add_parser("train", help="train the canary LLaVA-OV and write its checkpoint + manifest")
     run.add_argument("--out", type=Path, required=True, help="checkpoint directory")
     run.add_argument("--steps-scale", type=float, default=1.0, help="multiply every step count and bank size")
-    run.add_argument("--heldout-frames", default="8", help="comma-separated clip lengths for the held-out check")
+    run.add_argument("--heldout-frames", default="8,64", help="comma-separated clip lengths for the held-out check")
+    clip = commands.add_parser("train-clip", help="train the canary CLIP (the keyframe selectors' encoder)")
+    clip.add_argument("--out", type=Path, required=True, help="checkpoint directory")
+    clip.add_argument("--steps-scale", type=float, default=1.0, help="multiply every step count and bank size")
     args = parser.parse_args(argv)
-    frames = tuple(int(x) for x in args.heldout_frames.split(","))
-    manifest = train(args.out, Recipe().scaled(args.steps_scale), frames)
+    if args.command == "train-clip":
+        manifest = train_encoder(args.out, ClipRecipe().scaled(args.steps_scale))
+    else:
+        frames = tuple(int(x) for x in args.heldout_frames.split(","))
+        manifest = train(args.out, Recipe().scaled(args.steps_scale), frames)
     print(json.dumps({k: manifest[k] for k in ("wall_time_s", "heldout")}, indent=2))
 
 

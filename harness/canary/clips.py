@@ -4,8 +4,11 @@ options, rendered through the task's prompt profile."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,9 +16,10 @@ import torch
 from harness.core.records import Prompt, Sample
 from harness.data.needle.config import NeedleConfig
 from harness.data.needle.questions import CATEGORIES, OPTIONS
-from harness.data.needle.render import _Haystack, _overlay
+from harness.data.needle.render import _Haystack, _overlay, encode_video
 from harness.data.tasks import get_task
 from harness.scoring.prompts import render
+from harness.video.reader import read_frames
 
 SIZE = NeedleConfig().size  # (width, height) the task renders
 MAX_TIME = 600  # haystack frames are drawn from frame numbers [0, MAX_TIME): the task's videos are <= 512 frames
@@ -43,6 +47,29 @@ def with_needle(rng: np.random.Generator, frames: np.ndarray, at: int, label: st
     out = frames.copy()
     out[at] = _uint8(_overlay(label, *SIZE, rng).over(frames[at].astype(np.float32)))
     return out
+
+
+def through_codec(frames: np.ndarray) -> np.ndarray:
+    """uint8 frames [N, H, W, 3] after the round trip every task video makes: encoded as the needle task encodes
+    (x264 CRF 18, yuv420p: chroma at half resolution), decoded by the harness's reader. Recipe 3 trained on raw
+    frames recognised 97.9% of raw held-out needles but 88% of those decoded from the exam's videos."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.mp4"
+        encode_video(path, iter(frames), NeedleConfig())
+        return read_frames(str(path), range(len(frames))).pixels
+
+
+def needle_events(rng: np.random.Generator, labels: Sequence[str]) -> np.ndarray:
+    """Needle frames [2·len(labels), H, W, 3] in the task's context: each label over two consecutive frames of a
+    fresh scene (one overlay, as a needle event lasts), after the frame before it, encoded and decoded together
+    (the codec sees the needle appear, as in a task video); labels[i]'s frames are rows 2i and 2i + 1."""
+    clips = []
+    for label in labels:
+        scene, t = _Haystack(rng, *SIZE), int(rng.integers(1, MAX_TIME - 1))
+        overlay = _overlay(label, *SIZE, rng)
+        clips += [_uint8(scene.frame(t - 1)), *(_uint8(overlay.over(scene.frame(u))) for u in (t, t + 1))]
+    decoded = through_codec(np.stack(clips))
+    return np.delete(decoded, np.s_[:: 3], axis=0)
 
 
 def pixels(processor, frames: np.ndarray) -> torch.Tensor:

@@ -7,7 +7,16 @@ import numpy as np
 import torch
 
 from harness.backbones.llava_ov import LlavaOvBackbone
-from harness.canary.clips import MAX_TIME, haystack_video, needle_frame, pixels, prompt, retrieval_question, with_needle
+from harness.canary.clips import (
+    MAX_TIME,
+    haystack_video,
+    needle_events,
+    pixels,
+    prompt,
+    retrieval_question,
+    through_codec,
+    with_needle,
+)
 from harness.canary.model import LABELS
 from harness.canary.vision import frame_accuracy
 from harness.core.records import LETTERS, Frames, GenerationConfig, VisualSequence
@@ -26,6 +35,7 @@ def clip_accuracy(backbone: LlavaOvBackbone, rng: np.random.Generator, clips: in
         video = haystack_video(rng, times)
         if present:
             video = with_needle(rng, video, int(rng.integers(frames)), q.label)
+        video = through_codec(video)
         encoded = backbone.encode_frames(Frames(tuple(times.tolist()), tuple(float(t) for t in times), video))
         answer = backbone.generate(VisualSequence.whole(encoded), prompt(q), config).text.strip()
         right += answer == LETTERS[q.gold]
@@ -35,8 +45,9 @@ def clip_accuracy(backbone: LlavaOvBackbone, rng: np.random.Generator, clips: in
 def evaluate(model, processor, classes: torch.Tensor, recipe, frame_counts: tuple[int, ...] = (8,)) -> dict:
     rng = np.random.default_rng([recipe.heldout_seed, 0])
     labels = np.resize(np.arange(len(LABELS)), max(2 * len(LABELS), recipe.heldout_clips * 2))
-    needles = pixels(processor, np.stack([needle_frame(rng, LABELS[i]) for i in labels]))
-    hay = pixels(processor, np.concatenate([haystack_video(rng, rng.choice(MAX_TIME, 8, replace=False))
+    needles = pixels(processor, needle_events(rng, [LABELS[i] for i in labels]))
+    labels = labels.repeat(2)
+    hay = pixels(processor, np.concatenate([through_codec(haystack_video(rng, rng.choice(MAX_TIME, 8, replace=False)))
                                             for _ in range(max(4, recipe.heldout_clips // 8))]))
     none = torch.full((len(hay),), len(LABELS))
     results = {

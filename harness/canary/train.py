@@ -1,5 +1,5 @@
-"""The whole recipe: seed and threads, stage 1 (vision), stage 2 (answer), held-out evaluation, and the checkpoint
-written with `save_pretrained` (model + processor) plus `manifest.json`."""
+"""The whole recipes: seed and threads, stage 1 (vision), stage 2 (answer), held-out evaluation, and the checkpoint
+written with `save_pretrained` (model + processor) plus `manifest.json`; the same for the canary CLIP."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ import torch
 import transformers
 
 from harness.canary.answer import Batcher, token_bank, train_answer
+from harness.canary.clip import CLIP_RECIPE_VERSION, ClipRecipe, build_canary_clip, clip_bank, fit, heldout
 from harness.canary.heldout import evaluate
 from harness.canary.model import build_canary_model, label_ids
 from harness.canary.recipe import RECIPE_VERSION, Log, Recipe
 from harness.canary.vision import build_bank, cache_tokens, train_vision
+from harness.hf.checkpoints import save_all
 
 MANIFEST = "manifest.json"
 LEARNING_CURVE = "learning_curve.jsonl"
@@ -39,10 +41,12 @@ def weight_hashes(directory: Path) -> dict[str, str]:
 
 
 def _fresh(out: Path) -> Path:
-    """`out`, empty: a previous canary checkpoint there (it has a manifest) is replaced, anything else refused."""
+    """`out`, empty: a previous canary run there (finished: a manifest; interrupted: a learning curve) is replaced,
+    anything else refused."""
     if out.exists() and any(out.iterdir()):
-        if not (out / MANIFEST).is_file():
-            raise FileExistsError(f"{out} is not empty and holds no canary {MANIFEST}; refusing to overwrite it")
+        if not ((out / MANIFEST).is_file() or (out / LEARNING_CURVE).is_file()):
+            raise FileExistsError(f"{out} is not empty and holds no canary {MANIFEST} or {LEARNING_CURVE}; "
+                                  "refusing to overwrite it: pass an empty or new --out")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
@@ -68,16 +72,41 @@ def train(out: Path, recipe: Recipe = Recipe(), heldout_frames: tuple[int, ...] 
     train_answer(model, Batcher(model, processor.tokenizer, tokens, recipe), recipe, log,
                  np.random.default_rng([recipe.seed, 1]))
     timings["answer_s"] = round(log.elapsed() - sum(timings.values()), 1)
-    heldout = evaluate(model, processor, classes, recipe, heldout_frames)
+    results = evaluate(model, processor, classes, recipe, heldout_frames)
     timings["heldout_s"] = round(log.elapsed() - sum(timings.values()), 1)
-    log.write(stage="heldout", **heldout)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    log.write(stage="heldout", **results)
+    save_all(out, model, processor)
+    steps = {"vision": recipe.stage1_steps, "answer": sum(s for _, s in recipe.curriculum)}
+    return write_manifest(out, RECIPE_VERSION, recipe, steps, log, timings, results)
+
+
+def train_encoder(out: Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
+    """The canary CLIP (harness/canary/clip.py) into `out`: checkpoint + manifest, as `train`."""
+    out = _fresh(Path(out))
+    torch.set_num_threads(recipe.threads)
+    torch.manual_seed(recipe.seed)
+    log = Log(out / LEARNING_CURVE)
+    model, processor, tokenizer = build_canary_clip(recipe)
+    bank = clip_bank(recipe, processor, np.random.default_rng([recipe.seed, 0]))
+    timings = {"bank_s": round(log.elapsed(), 1)}
+    fit(model, tokenizer, bank, recipe, log, np.random.default_rng([recipe.seed, 1]),
+        torch.Generator().manual_seed(recipe.seed))
+    timings["train_s"] = round(log.elapsed() - sum(timings.values()), 1)
+    results = heldout(model, processor, tokenizer, recipe)
+    timings["heldout_s"] = round(log.elapsed() - sum(timings.values()), 1)
+    log.write(stage="heldout", **results)
+    save_all(out, model, processor, tokenizer)
+    return write_manifest(out, CLIP_RECIPE_VERSION, recipe, {"clip": recipe.steps}, log, timings, results)
+
+
+def write_manifest(out: Path, version: int, recipe, steps: dict[str, int], log: Log, timings: dict[str, float],
+                   heldout: dict[str, float]) -> dict:
+    """`manifest.json` beside the checkpoint `save_pretrained` wrote into `out`; returns it."""
     manifest = {
-        "recipe_version": RECIPE_VERSION,
+        "recipe_version": version,
         "recipe": dataclasses.asdict(recipe),
         "seeds": {"train": recipe.seed, "heldout": recipe.heldout_seed, "needle_task": 0},
-        "steps": {"vision": recipe.stage1_steps, "answer": sum(s for _, s in recipe.curriculum)},
+        "steps": steps,
         "wall_time_s": round(log.elapsed(), 1),
         "timings_s": timings,
         "heldout": heldout,

@@ -8,27 +8,32 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.canary.clips import MAX_TIME, haystack_video, needle_frame, pixels
+from harness.canary.clips import MAX_TIME, haystack_video, needle_events, pixels, through_codec
 from harness.canary.model import LABELS, frame_tokens
 from harness.canary.recipe import Log, Recipe
 
 
 @dataclass(frozen=True)
 class Bank:
+    # float16 (the processor's [-1, 1] values to 3 digits): 24,000 needle frames at 128 px are 2.4 GB, not 4.7
     haystack: torch.Tensor  # processed pixels [V, F, 3, S, S], each scene's frames in time order
     needles: torch.Tensor  # [N, 3, S, S]
     needle_labels: torch.Tensor  # [N] index into LABELS
 
 
 def build_bank(recipe: Recipe, processor, rng: np.random.Generator) -> Bank:
+    """Every frame through the task's codec (clips.through_codec); needles as 2-frame events in scene context."""
+    if recipe.bank_needles < 2 * len(LABELS):
+        raise ValueError(f"bank_needles={recipe.bank_needles}: need at least {2 * len(LABELS)}, two per label")
     scenes = []
     for _ in range(recipe.bank_videos):
         times = np.sort(rng.choice(MAX_TIME, size=recipe.bank_frames, replace=False))
-        scenes.append(pixels(processor, haystack_video(rng, times)))
-    labels = np.resize(np.arange(len(LABELS)), recipe.bank_needles)  # every label equally often
+        scenes.append(pixels(processor, through_codec(haystack_video(rng, times))).half())
+    labels = np.resize(np.arange(len(LABELS)), recipe.bank_needles // 2)  # every label equally often
     rng.shuffle(labels)
-    needles = np.stack([needle_frame(rng, LABELS[i]) for i in labels])
-    return Bank(torch.stack(scenes), pixels(processor, needles), torch.as_tensor(labels))
+    needles = [pixels(processor, needle_events(rng, [LABELS[i] for i in labels[at : at + 256]])).half()
+               for at in range(0, len(labels), 256)]
+    return Bank(torch.stack(scenes), torch.cat(needles), torch.as_tensor(labels).repeat_interleave(2))
 
 
 def class_logits(tokens: torch.Tensor, classes: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,7 +55,7 @@ def train_vision(model, classes: torch.Tensor, bank: Bank, recipe: Recipe, log: 
     for step in range(1, recipe.stage1_steps + 1):
         n = torch.randint(len(bank.needles), (half,), generator=gen)
         h = torch.randint(len(haystack), (recipe.stage1_batch - half,), generator=gen)
-        batch = torch.cat([bank.needles[n], haystack[h]])
+        batch = torch.cat([bank.needles[n], haystack[h]]).float()
         target = torch.cat([bank.needle_labels[n], torch.full((len(h),), none)])
         tokens = frame_tokens(model, batch)
         per_token, per_frame = class_logits(tokens, classes, recipe.stage1_scale)
@@ -79,4 +84,4 @@ def frame_accuracy(model, classes: torch.Tensor, frames: torch.Tensor, target: t
 @torch.no_grad()
 def cache_tokens(model, frames: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     """Frozen visual tokens [N, M, C] of processed frames [N, 3, S, S]."""
-    return torch.cat([frame_tokens(model, frames[i : i + chunk]) for i in range(0, len(frames), chunk)])
+    return torch.cat([frame_tokens(model, frames[i : i + chunk].float()) for i in range(0, len(frames), chunk)])

@@ -25,3 +25,8 @@ def specs_dir() -> Path:
 
 def results_dir() -> Path:
     return Path(os.environ.get("HARNESS_RESULTS", REPO_ROOT / "results"))
+
+
+def canary_weights(name: str) -> Path:
+    """A trained canary checkpoint shipped inside the package (harness/canary/weights/NAME, `make canary`)."""
+    return Path(__file__).resolve().parents[1] / "canary" / "weights" / name

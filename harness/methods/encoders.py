@@ -2,8 +2,9 @@
 
 An `ImageTextEncoder` embeds frames and a query into one space; selectors compare them by cosine.
 `tiny-clip` is a real transformers `CLIPModel` with tiny random weights (built once, seeded, saved with
-`save_pretrained` and loaded back with `from_pretrained`, like the tiny backbone); `clip-vit-b32` is OpenAI's
-CLIP ViT-B/32, the encoder ViLAMP's official selector uses (notes/vilamp.md §1.2), loaded from disk only.
+`save_pretrained` and loaded back with `from_pretrained`, like the tiny backbone); `canary-clip` is a small CLIP
+trained here on the needle task and shipped in the repo (issue 13), so relevance follows the needle; `clip-vit-b32`
+is OpenAI's CLIP ViT-B/32, the encoder ViLAMP's official selector uses (notes/vilamp.md §1.2), loaded from disk only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tokenizers.processors import TemplateProcessing
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
 
 from harness.core.config import ConfigError
-from harness.core.paths import cache_dir
+from harness.core.paths import cache_dir, canary_weights
 from harness.core.records import Frames
 from harness.core.registry import Registry
 from harness.hf.checkpoints import save_all, seeded, tiny_checkpoint
@@ -92,26 +93,31 @@ TINY_CLIP_IMAGE = 32
 
 
 def build_tiny_clip(seed: int = 0) -> tuple[CLIPModel, CLIPImageProcessor, object]:
-    """A seeded tiny CLIP: 32 px images, 4×4 patches, 2-layer towers, 32-d joint space."""
-    # The tiny backbone's BPE, framed like CLIP's "<|startoftext|> text <|endoftext|>"; the text tower pools at
-    # the EOS position (an EOS id of 2 would select transformers' legacy argmax pooling, hence <|endoftext|>).
-    tokenizer = tiny_tokenizer()
+    """A seeded tiny CLIP: 32 px images, 8 px patches, 2-layer towers, 32-d joint space."""
+    return small_clip(tiny_tokenizer(), seed=seed, image_size=TINY_CLIP_IMAGE, patch_size=8, width=32, heads=2)
+
+
+def small_clip(tokenizer, *, seed: int, image_size: int, patch_size: int, width: int, heads: int,
+               layers: int = 2) -> tuple[CLIPModel, CLIPImageProcessor, object]:
+    """A seeded small `CLIPModel` (both towers `width` wide, joint space `width`-d) over `tokenizer`, with its image
+    processor; the tokenizer is framed in place like CLIP's "<|startoftext|> text <|endoftext|>"."""
+    # The text tower pools at the EOS position (an EOS id of 2 would select transformers' legacy argmax pooling,
+    # hence <|endoftext|>).
     bos, eos = tokenizer.convert_tokens_to_ids(IM_START), tokenizer.convert_tokens_to_ids(ENDOFTEXT)
     tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
         single=f"{IM_START} $A {ENDOFTEXT}", special_tokens=[(IM_START, bos), (ENDOFTEXT, eos)])
     tokenizer.bos_token, tokenizer.eos_token = IM_START, ENDOFTEXT
+    tower = dict(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers, num_attention_heads=heads)
     config = CLIPConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=bos, eos_token_id=eos,
-                         pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(image_size=TINY_CLIP_IMAGE, patch_size=8, hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=2, num_attention_heads=2),
-        projection_dim=32,
+        text_config=dict(vocab_size=len(tokenizer), max_position_embeddings=77, bos_token_id=bos, eos_token_id=eos,
+                         pad_token_id=tokenizer.pad_token_id, **tower),
+        vision_config=dict(image_size=image_size, patch_size=patch_size, **tower),
+        projection_dim=width,
     )
     with seeded(seed):
         model = CLIPModel(config)
-    processor = CLIPImageProcessor(size={"shortest_edge": TINY_CLIP_IMAGE},
-                                   crop_size={"height": TINY_CLIP_IMAGE, "width": TINY_CLIP_IMAGE})
+    processor = CLIPImageProcessor(size={"shortest_edge": image_size},
+                                   crop_size={"height": image_size, "width": image_size})
     return model.eval(), processor, tokenizer
 
 
@@ -150,13 +156,29 @@ def load_clip_b32(*, path: str | None = None, dtype: str = "float32", device: st
     return load_clip_dir("clip-vit-b32", check_clip_b32(path), dtype, device)
 
 
+# ---------------------------------------------------------------- canary-clip
+
+CANARY_CLIP = canary_weights("clip")  # trained here on the needle task (harness/canary/clip.py, issue 13)
+
+
+def check_canary_clip() -> Path:
+    if not (CANARY_CLIP / "config.json").is_file():
+        raise ConfigError(f"canary-clip: no checkpoint at {CANARY_CLIP}; run `make canary` to train it")
+    return CANARY_CLIP
+
+
+def load_canary_clip(*, dtype: str = "float32", device: str = "cpu") -> CLIPEncoder:
+    return load_clip_dir("canary-clip", check_canary_clip(), dtype, device)
+
+
 ENCODERS: Registry = Registry("image-text encoder")
 ENCODERS.register("tiny-clip", load_tiny_clip)
 ENCODERS.register("clip-vit-b32", load_clip_b32)
+ENCODERS.register("canary-clip", load_canary_clip)
 
 
 # What each encoder needs on disk, checked in the driver before a run (the tiny CLIP is built on first use).
-_AVAILABLE = {"tiny-clip": lambda: None, "clip-vit-b32": check_clip_b32}
+_AVAILABLE = {"tiny-clip": lambda: None, "clip-vit-b32": check_clip_b32, "canary-clip": check_canary_clip}
 
 
 def check_encoder(name: str, on_disk: bool = False) -> None:

@@ -10,9 +10,10 @@ from harness.run.pipeline import Pipeline
 CANARY_SPECS = [name for name in MODELS.names() if name.startswith("canary-")]
 
 
-def test_the_token_reducers_and_the_blind_floor_have_canary_specs():
-    assert {"canary-uniform", "canary-uniform-1fps", "canary-uniform-vilamp-budget", "canary-visionzip",
-            "canary-tome", "canary-dycoke", "canary-fastv", "canary-blind"} <= set(CANARY_SPECS)
+def test_every_method_the_tiny_backbone_runs_has_a_canary_spec():
+    assert {"canary-uniform", "canary-uniform-1fps", "canary-uniform-vilamp-budget", "canary-vilamp-tf",
+            "canary-topk", "canary-aks", "canary-bolt", "canary-visionzip", "canary-tome", "canary-dycoke",
+            "canary-fastv", "canary-blind"} <= set(CANARY_SPECS)
 
 
 @pytest.mark.parametrize("name", CANARY_SPECS)

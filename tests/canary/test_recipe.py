@@ -1,5 +1,5 @@
-"""The canary recipe (issue 13): the shipped checkpoint is the one its manifest describes, and the recipe still
-trains (a few steps on a tiny bank, loss going down)."""
+"""The canary recipes (issue 13): the shipped checkpoints are the ones their manifests describe, and the recipes
+still train (a few steps on a tiny bank, loss going down)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,24 @@ import json
 import pytest
 
 from harness.backbones.canary import CANARY_CHECKPOINT
+from harness.canary.clip import CLIP_RECIPE_VERSION, ClipRecipe
 from harness.canary.model import Widths
 from harness.canary.recipe import RECIPE_VERSION, Recipe
-from harness.canary.train import LEARNING_CURVE, MANIFEST, train, weight_hashes
+from harness.canary.train import LEARNING_CURVE, MANIFEST, train, train_encoder, weight_hashes
+from harness.methods.encoders import CANARY_CLIP
 
-SMOKE = Recipe(widths=Widths(vision_hidden=64, hidden=64), bank_videos=2, bank_frames=8, bank_needles=72,
+SMOKE = Recipe(widths=Widths(vision_hidden=64, hidden=64), bank_videos=2, bank_frames=8, bank_needles=142,
                stage1_steps=24, stage1_batch=16, stage1_lr=3e-3, curriculum=((0, 4), (2, 4)), stage2_batch=4,
                log_every=4, heldout_clips=2)
 
 
-def test_shipped_weights_match_their_manifest():
-    manifest = json.loads((CANARY_CHECKPOINT / MANIFEST).read_text())
-    assert manifest["recipe_version"] == RECIPE_VERSION
+@pytest.mark.parametrize(("checkpoint", "version"), [(CANARY_CHECKPOINT, RECIPE_VERSION),
+                                                    (CANARY_CLIP, CLIP_RECIPE_VERSION)], ids=["llava-ov", "clip"])
+def test_shipped_weights_match_their_manifest(checkpoint, version):
+    manifest = json.loads((checkpoint / MANIFEST).read_text())
+    assert manifest["recipe_version"] == version
     assert "model.safetensors" in manifest["sha256"]
-    assert weight_hashes(CANARY_CHECKPOINT) == manifest["sha256"]
+    assert weight_hashes(checkpoint) == manifest["sha256"]
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +63,39 @@ def test_shipped_canary_answers_when_the_needle_is_shown():
     backbone = CanaryBackbone.load()
     present = clip_accuracy(backbone, np.random.default_rng([7, 8, 1]), clips=24, frames=8, present=True)
     assert present >= 0.5, f"canary retrieval accuracy with the needle shown: {present:.2f}"
+
+
+def test_clip_recipe_trains_a_few_steps(tmp_path):
+    recipe = ClipRecipe(width=32, heads=2, bank_videos=2, bank_frames=8, bank_needles=72, steps=12, batch=16,
+                        queries=8, log_every=4, heldout_clips=2)
+    manifest = train_encoder(tmp_path, recipe)
+    curve = [json.loads(line) for line in (tmp_path / LEARNING_CURVE).read_text().splitlines()]
+    assert [r["stage"] for r in curve] == ["clip"] * 3 + ["heldout"]
+    assert curve[2]["loss"] < curve[0]["loss"]
+    assert manifest["steps"] == {"clip": 12} and weight_hashes(tmp_path) == manifest["sha256"]
+    assert set(manifest["heldout"]) == {f"{m}_{q}" for m in ("auc", "first")
+                                        for q in ("label", "question", "question+options")}
+
+
+def test_shipped_canary_clip_ranks_the_needle_frame_first():
+    """Through the registry encoder and the selectors' own relevance: a needle drawn over one frame of a fresh
+    scene outscores the scene's other frames for its question."""
+    import numpy as np
+
+    from baselines.relevance import relevance
+    from harness.canary.clip import needle_question
+    from harness.canary.clips import MAX_TIME, haystack_video, with_needle
+    from harness.canary.model import LABELS
+    from harness.core.records import Frames
+
+    rng = np.random.default_rng([7, 64])
+    firsts = []
+    for _ in range(8):
+        sample, shown = needle_question(rng)
+        times = np.sort(rng.choice(MAX_TIME, 32, replace=False))
+        video, at = haystack_video(rng, times), int(rng.integers(32))
+        video = with_needle(rng, video, at, LABELS[min(shown)])
+        scores = relevance("canary-clip", sample, Frames(tuple(times.tolist()), tuple(map(float, times)), video),
+                           "question+options")
+        firsts.append(int(np.argmax(scores)) == at)
+    assert sum(firsts) >= 6, firsts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -170,18 +171,29 @@ def write_video(
     for label, start in events:
         overlay = _overlay(label, width, height, rng)
         overlay_at.update((t, overlay) for t in range(start, start + config.needle_frames))
+
+    def frames():
+        for t in range(num_frames):
+            img = haystack.frame(t)
+            if (overlay := overlay_at.get(t)) is not None:
+                img = overlay.over(img)
+            yield np.clip(np.rint(img), 0, 255).astype(np.uint8)
+            progress.update()
+
+    encode_video(path, frames(), config)
+
+
+def encode_video(path: Path, frames: Iterable[np.ndarray], config: NeedleConfig) -> None:
+    """uint8 RGB frames [H, W, 3] encoded as the task's videos are (codec, quality, fixed GOP, fps, yuv420p)."""
+    width, height = config.size
     rate = Fraction(config.fps).limit_denominator(1001)
     codec = _video_codec()
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=rate, options=_codec_options(codec, config.gop))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.gop_size = config.gop
-        for t in range(num_frames):
-            img = haystack.frame(t)
-            if (overlay := overlay_at.get(t)) is not None:
-                img = overlay.over(img)
-            frame = av.VideoFrame.from_ndarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), format="rgb24")
+        for t, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts, frame.time_base = t, 1 / rate
             container.mux(stream.encode(frame))
-            progress.update()
         container.mux(stream.encode())
