@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 TASK    ?= needle
-MODEL   ?= tiny-uniform
+MODEL   ?= canary-uniform-1fps
 LIMIT   ?=
 WORKERS ?=
 GROUP   ?=

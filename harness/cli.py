@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("eval", help="evaluate one model spec on one task")
     e.add_argument("--task", default="needle", help="task name (see `harness tasks`)")
-    e.add_argument("--model", default="tiny-uniform", help="model spec (see `harness models`)")
+    e.add_argument("--model", default="canary-uniform-1fps", help="model spec (see `harness models`)")
     e.add_argument("--limit", type=_positive, default=None, help="only the first N samples")
     e.add_argument("--workers", type=_positive, default=_env_int("WORKERS") or os.cpu_count() or 1,
                    help="model actors (default: number of cores)")
