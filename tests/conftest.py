@@ -91,3 +91,17 @@ def write_test_video(tmp_path: Path) -> Callable[..., WrittenVideo]:
         return WrittenVideo(path, num_frames, float(fps), width, height)
 
     return write
+
+
+@pytest.fixture
+def word_sample(write_test_video):
+    """Factory: a needle-task sample over a freshly written test video, its evidence at 2-3 s (the spec tests'
+    one sample through the whole path)."""
+    from harness.core.records import Sample
+
+    def make(num_frames: int = 60, fps: float = 10.0) -> Sample:
+        video = write_test_video(num_frames=num_frames, fps=fps)
+        return Sample(id="s", task="needle", video=str(video.path), question="Which word appeared?",
+                      options=("APPLE", "TIGER", "CLOUD", "PIANO"), answer=1, evidence_spans_s=((2.0, 3.0),))
+
+    return make

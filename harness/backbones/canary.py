@@ -10,10 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from transformers import AutoConfig
-
 from harness.backbones.base import bind_arguments
-from harness.backbones.llava_ov import LlavaOvBackbone, pooled_tokens
+from harness.backbones.llava_ov import LlavaOvBackbone, local_tokens_per_frame
 from harness.core.paths import canary_weights
 
 CANARY_CHECKPOINT = canary_weights("llava-ov")
@@ -39,9 +37,7 @@ class CanaryBackbone(LlavaOvBackbone):
 
     @classmethod
     def tokens_per_frame_for(cls, **args: Any) -> int:
-        bound = bind_arguments(cls.family, cls.load, args)
-        vision = AutoConfig.from_pretrained(cls._checkpoint(bound["checkpoint"])).vision_config
-        return pooled_tokens(vision.image_size, vision.patch_size)
+        return local_tokens_per_frame(Path(cls._checkpoint(bind_arguments(cls.family, cls.load, args)["checkpoint"])))
 
     @staticmethod
     def _checkpoint(checkpoint: str | None) -> str:

@@ -52,6 +52,12 @@ def pooled_tokens(image_size: int, patch_size: int) -> int:
     return math.ceil(image_size // patch_size / 2) ** 2
 
 
+def local_tokens_per_frame(directory: Path) -> int:
+    """Tokens per video frame of the LLaVA-OV checkpoint in `directory`, from its config alone (no weights)."""
+    vision = AutoConfig.from_pretrained(directory).vision_config
+    return pooled_tokens(vision.image_size, vision.patch_size)
+
+
 def grid_pinpoints(tile: int = TINY_IMAGE_SIZE) -> list[list[int]]:
     """The 7B's anyres grid (1..6 tiles per side) scaled to a small tile size."""
     return [[tile * h, tile * w] for h in range(1, 7) for w in range(1, 7)]
@@ -154,8 +160,7 @@ class LlavaOvBackbone(PretrainedBackbone):
         if cls._tiny_seed(checkpoint, bound["tiny_seed"]) is not None:
             return pooled_tokens(TINY_IMAGE_SIZE, TINY_PATCH_SIZE)  # 16
         if Path(checkpoint).expanduser().is_dir():  # a local checkpoint says itself (config only, no weights)
-            vision = AutoConfig.from_pretrained(Path(checkpoint).expanduser()).vision_config
-            return pooled_tokens(vision.image_size, vision.patch_size)
+            return local_tokens_per_frame(Path(checkpoint).expanduser())
         return pooled_tokens(SO400M_IMAGE_SIZE, SO400M_PATCH_SIZE)  # 196
 
     def encode_frames(self, frames: Frames) -> EncodedVideo:

@@ -15,7 +15,7 @@ import torch
 
 from harness.core.records import Prompt, Sample
 from harness.data.needle.config import NeedleConfig
-from harness.data.needle.questions import CATEGORIES, OPTIONS
+from harness.data.needle.questions import OPTIONS, RETRIEVAL_QUESTION, _random_category, _with_gold
 from harness.data.needle.render import _Haystack, _overlay, encode_video
 from harness.data.tasks import get_task
 from harness.scoring.prompts import render
@@ -23,7 +23,6 @@ from harness.video.reader import read_frames
 
 SIZE = NeedleConfig().size  # (width, height) the task renders
 MAX_TIME = 600  # haystack frames are drawn from frame numbers [0, MAX_TIME): the task's videos are <= 512 frames
-RETRIEVAL_QUESTION = "Which of these appeared in the video?"  # harness/data/needle/questions.py, retrieval
 
 
 def _uint8(img: np.ndarray) -> np.ndarray:
@@ -86,13 +85,12 @@ class Question:
 
 
 def retrieval_question(rng: np.random.Generator) -> Question:
-    """As the task draws a retrieval question: a uniform category, four of its labels, a uniform gold slot."""
-    pool = list(CATEGORIES.values())[rng.integers(len(CATEGORIES))]
+    """As the task draws a retrieval question (questions.question): a uniform category, four of its labels, and
+    here a uniform gold slot (the task's comes from its balanced plan)."""
+    pool = _random_category(rng)
     picked = [pool[i] for i in rng.choice(len(pool), size=OPTIONS, replace=False)]
     gold = int(rng.integers(OPTIONS))
-    options = picked[1:]
-    options.insert(gold, picked[0])
-    return Question(picked[0], tuple(options), gold)
+    return Question(picked[0], tuple(_with_gold(picked[0], picked[1:], gold)), gold)
 
 
 @cache

@@ -20,6 +20,7 @@ from harness.canary.heldout import evaluate
 from harness.canary.model import build_canary_model, label_ids
 from harness.canary.recipe import RECIPE_VERSION, Log, Recipe
 from harness.canary.vision import build_bank, cache_tokens, train_vision
+from harness.data.needle.config import NeedleConfig
 from harness.hf.checkpoints import save_all
 
 MANIFEST = "manifest.json"
@@ -105,7 +106,7 @@ def write_manifest(out: Path, version: int, recipe, steps: dict[str, int], log: 
     manifest = {
         "recipe_version": version,
         "recipe": dataclasses.asdict(recipe),
-        "seeds": {"train": recipe.seed, "heldout": recipe.heldout_seed, "needle_task": 0},
+        "seeds": {"train": recipe.seed, "heldout": recipe.heldout_seed, "needle_task": NeedleConfig().seed},
         "steps": steps,
         "wall_time_s": round(log.elapsed(), 1),
         "timings_s": timings,

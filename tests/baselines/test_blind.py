@@ -6,7 +6,7 @@ import torch
 
 from baselines.blind import Blind
 from harness.backbones import BACKBONES
-from harness.core.records import EncodedVideo, Frames, GenerationConfig, Prompt, Sample
+from harness.core.records import EncodedVideo, Frames, GenerationConfig, Prompt
 from harness.data.tasks import get_task
 from harness.model.preflight import check_combination
 from harness.model.specs import MODELS, Component, ModelSpec
@@ -63,10 +63,8 @@ def test_the_preflight_accepts_blind_on_grid_placed_backbones():
                                 Component("blind")))
 
 
-def test_tiny_blind_runs_one_sample_with_no_visual_tokens(write_test_video):
-    video = write_test_video(num_frames=60, fps=10.0)
-    sample = Sample(id="s", task="needle", video=str(video.path), question="Which word appeared?",
-                    options=("APPLE", "TIGER", "CLOUD", "PIANO"), answer=1, evidence_spans_s=((2.0, 3.0),))
+def test_tiny_blind_runs_one_sample_with_no_visual_tokens(word_sample):
+    sample = word_sample()
     result = Pipeline(MODELS.get("tiny-blind"), get_task("needle")).run(sample)
     assert result.status == "ok" and result.raw_output in ("A", "B", "C", "D"), result.error
     assert result.visual_tokens == 0 and len(result.frame_indices) == 16  # frames chosen, none reach the LLM

@@ -17,12 +17,7 @@ def test_every_method_the_tiny_backbone_runs_has_a_canary_spec():
 
 
 @pytest.mark.parametrize("name", CANARY_SPECS)
-def test_canary_spec_runs_one_sample(name, write_test_video):
-    from harness.core.records import Sample
-
-    video = write_test_video(num_frames=60, fps=10.0)
-    sample = Sample(id="s", task="needle", video=str(video.path), question="Which word appeared?",
-                    options=("APPLE", "TIGER", "CLOUD", "PIANO"), answer=1, evidence_spans_s=((2.0, 3.0),))
-    result = Pipeline(MODELS.get(name), get_task("needle")).run(sample)
+def test_canary_spec_runs_one_sample(name, word_sample):
+    result = Pipeline(MODELS.get(name), get_task("needle")).run(word_sample())
     assert result.status == "ok" and result.raw_output in tuple(LETTERS[:4]), result.error
     assert (result.visual_tokens == 0) == (name == "canary-blind")

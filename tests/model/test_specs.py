@@ -36,10 +36,8 @@ ALIASES["llava-ov-tiny-vilamp-tf"] = "vilamp-tf"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_spec_runs_one_sample(name, write_test_video):
-    video = write_test_video(num_frames=60, fps=10.0)
-    sample = Sample(id="s", task="needle", video=str(video.path), question="Which word appeared?",
-                    options=("APPLE", "TIGER", "CLOUD", "PIANO"), answer=1, evidence_spans_s=((2.0, 3.0),))
+def test_spec_runs_one_sample(name, word_sample):
+    sample = word_sample()
     result = Pipeline(MODELS.get(name), get_task("needle")).run(sample)
     assert result.status == "ok" and result.raw_output in ("A", "B", "C", "D"), result.error  # answers by option letter
     assert result.visual_tokens == EXPECTED[name][1]
@@ -55,20 +53,16 @@ REAL_TINY = sorted(n for n in MODELS.names() if n.split("-tiny-")[0] in ("llava-
 
 
 @pytest.mark.parametrize("name", REAL_TINY)
-def test_every_real_backbone_comparison_spec_runs_one_sample(name, write_test_video):
-    video = write_test_video(num_frames=60, fps=10.0)
-    sample = Sample(id="s", task="needle", video=str(video.path), question="Which word appeared?",
-                    options=("APPLE", "TIGER", "CLOUD", "PIANO"), answer=1, evidence_spans_s=((2.0, 3.0),))
+def test_every_real_backbone_comparison_spec_runs_one_sample(name, word_sample):
+    sample = word_sample()
     result = Pipeline(MODELS.get(name), get_task("needle")).run(sample)
     assert result.status == "ok" and result.raw_output in ("A", "B", "C", "D"), result.error
     assert result.visual_tokens > 0 and result.needle_retained is not None
 
 
-def test_qwen_vilamp_tf_merges_non_key_groups_end_to_end(write_test_video):
+def test_qwen_vilamp_tf_merges_non_key_groups_end_to_end(word_sample):
     """K=2 keyframes of 12 frames: most temporal groups (2 frames per row) merge to one token each."""
-    video = write_test_video(num_frames=12, fps=1.0)
-    sample = Sample(id="s", task="needle", video=str(video.path), question="Which word appeared?",
-                    options=("APPLE", "TIGER", "CLOUD", "PIANO"), answer=1, evidence_spans_s=((2.0, 3.0),))
+    sample = word_sample(num_frames=12, fps=1.0)
     spec = MODELS.get("qwen25vl-tiny-vilamp-tf")
     spec = dataclasses.replace(spec, selector=Component("dks-stream", {**spec.selector.args, "k": 2}))
     pipeline = Pipeline(spec, get_task("needle"))
@@ -77,7 +71,7 @@ def test_qwen_vilamp_tf_merges_non_key_groups_end_to_end(write_test_video):
     frames, keys = result.frame_indices, set(result.keyframes)
     key_groups = [any(i in keys for i in frames[g : g + 2]) for g in range(0, len(frames), 2)]
     assert len(frames) == 12 and 0 < sum(key_groups) < len(key_groups)
-    m = pipeline.backbone.encode_frames(read_frames(str(video.path), frames[:2])).tokens.shape[1]  # per group
+    m = pipeline.backbone.encode_frames(read_frames(sample.video, frames[:2])).tokens.shape[1]  # per group
     assert result.visual_tokens == m * sum(key_groups) + key_groups.count(False)
 
 

@@ -13,6 +13,7 @@ from harness.core.records import LETTERS
 from harness.data.needle.config import NeedleConfig
 
 OPTIONS = 4  # every question offers four options, A-D
+RETRIEVAL_QUESTION = "Which of these appeared in the video?"
 
 COLOURS = {
     "red": (235, 20, 20),
@@ -117,7 +118,7 @@ def question(spec: QuestionSpec, config: NeedleConfig, rng: np.random.Generator)
         pool = _random_category(rng)
         picked = [pool[i] for i in rng.choice(len(pool), size=OPTIONS, replace=False)]  # same category: no format hint
         events = [(picked[0], round(spec.depth * span))]
-        question = "Which of these appeared in the video?"
+        question = RETRIEVAL_QUESTION
         options = _with_gold(picked[0], picked[1:], spec.gold)
         depth = spec.depth
     elif spec.kind == "ordering":
