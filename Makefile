@@ -19,7 +19,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 EVAL_ARGS := --task $(TASK) --model $(MODEL) $(if $(LIMIT),--limit $(LIMIT)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(GROUP),--group $(GROUP))
 
-.PHONY: eval test bench venv clean lmms-venv lmms-parity vllm-smoke needle-comparison
+.PHONY: eval test bench venv clean lmms-venv lmms-parity extractor-report vllm-smoke needle-comparison
 
 # torch + torchvision are pinned exactly and installed first, so nothing later can move the stack.
 $(STAMP): pyproject.toml
@@ -59,6 +59,10 @@ lmms-venv: $(LMMS_STAMP)
 
 lmms-parity: $(STAMP) $(LMMS_STAMP)
 	$(PY) -m pytest -q tests/interop
+
+# How often our extractor and lmms-eval's own read each reply of tests/data/replies.json as intended, per task.
+extractor-report: $(STAMP) $(LMMS_STAMP)
+	$(PY) -m harness.interop.extractors --out results/extractors
 
 VLLM_SMOKE := $(or $(HARNESS_CACHE),$(HOME)/.cache/vilamp-harness)/vllm-smoke
 vllm-smoke: $(STAMP) $(VLLM_STAMP)

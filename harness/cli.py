@@ -43,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
                    help="model actors (default: number of cores)")
     e.add_argument("--threads-per-worker", type=_positive, default=1)
     e.add_argument("--prompt", default=None, help="prompt profile (default: the task's)")
+    e.add_argument("--extractor", default=None,
+                   help="answer extractor (default: the task's; lmms-eval: the task's lmms-eval-compatible one)")
     e.add_argument("--data-root", default=None, help="benchmark directory (default: the task's)")
     e.add_argument("--out", default=None, help="results root (default: results/)")
     e.add_argument("--device", default="cpu")
@@ -132,7 +134,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from harness.run.interrupt import stop_on_signals
     from harness.run.runner import RunnerConfig
     request = EvalRequest(
-        task=args.task, model=args.model, limit=args.limit, prompt=args.prompt, data_root=args.data_root,
+        task=args.task, model=args.model, limit=args.limit, prompt=args.prompt, extractor=args.extractor,
+        data_root=args.data_root,
         out=args.out, wandb=not args.no_wandb, group=args.group, resume=args.resume,
         runner=RunnerConfig(workers=args.workers, threads_per_worker=args.threads_per_worker, device=args.device,
                             ray_address=args.ray_address, decode_workers=args.decode_workers,

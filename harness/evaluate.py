@@ -26,6 +26,7 @@ from harness.results.summary import RunSummary, build_summary, provenance, write
 from harness.run.interrupt import interrupted_in
 from harness.run.journal import Journal, finished
 from harness.run.runner import Runner, RunnerConfig
+from harness.scoring.extract import extractor_name
 from harness.scoring.metrics import submission
 
 
@@ -35,6 +36,7 @@ class EvalRequest:
     model: str
     limit: int | None = None
     prompt: str | None = None  # prompt profile; the task's default when None
+    extractor: str | None = None  # answer extractor ("lmms-eval": the task's parity one); the task's when None
     data_root: str | None = None
     out: str | None = None  # results root (default results/)
     wandb: bool = True
@@ -66,6 +68,7 @@ def resolve(request: EvalRequest) -> ResolvedRun:
     spec (arguments, hooks, checkpoint: harness.model.preflight), prompt profile, data (generated if it can be).
     Every problem is one ConfigError / UnknownNameError line."""
     task = get_task(request.task)
+    task = dataclasses.replace(task, extractor=extractor_name(task, request.extractor))  # the run's, resolved
     spec = MODELS.get(request.model)
     task.prompt(request.prompt)  # an unknown profile names the valid ones
     check_spec(spec)

@@ -20,7 +20,7 @@ from harness.canary.clips import (
 from harness.canary.model import LABELS
 from harness.canary.vision import frame_accuracy
 from harness.core.records import LETTERS, Frames, GenerationConfig, VisualSequence
-from harness.data.needle.questions import OPTIONS
+from harness.data.needle.questions import CATEGORIES, OPTIONS
 
 
 def clip_accuracy(backbone: LlavaOvBackbone, rng: np.random.Generator, clips: int, frames: int, present: bool) -> float:
@@ -54,6 +54,10 @@ def evaluate(model, processor, classes: torch.Tensor, recipe, frame_counts: tupl
         "frame_needle_acc": frame_accuracy(model, classes, needles, torch.as_tensor(labels), recipe.stage1_scale),
         "frame_haystack_acc": frame_accuracy(model, classes, hay, none, recipe.stage1_scale),
     }
+    for category, pool in CATEGORIES.items():  # the questions draw categories uniformly: each matters a third
+        rows = np.flatnonzero(np.isin(labels, [LABELS.index(label) for label in pool]))
+        results[f"frame_{category}_acc"] = frame_accuracy(model, classes, needles[rows], torch.as_tensor(labels[rows]),
+                                                          recipe.stage1_scale)
     backbone = LlavaOvBackbone(model, processor, "canary")
     for frames in frame_counts:
         for present in (True, False):

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.canary.model import LABELS, Widths
+from harness.canary.model import Widths
+from harness.data.needle.questions import CATEGORIES
 
-RECIPE_VERSION = 4  # bump when the recipe's output changes for the same arguments
+RECIPE_VERSION = 5  # bump when the recipe's output changes for the same arguments
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,9 @@ class Recipe:
     # projector → label-embedding alignment in one loss
     bank_videos: int = 96  # haystack scenes in the frame bank
     bank_frames: int = 96  # frames per scene (random times in [0, 600)); the longest curriculum clip draws 64
-    bank_needles: int = 24_000  # needle frames, 2 per event (fresh scene, random placement and scale each)
-    stage1_steps: int = 4_000
+    bank_needles: int = 36_000  # needle frames, 2 per event (fresh scene, random placement and scale each), in the
+    # task's category proportions (vision.task_labels)
+    stage1_steps: int = 5_000
     stage1_batch: int = 64  # half needle frames, half haystack frames
     stage1_lr: float = 1e-3  # 3e-3 (recipe 2): word needles 15% after 1,500 steps, 1e-3: 33%
     stage1_scale: float = 16.0  # cosine logit scale
@@ -54,7 +56,7 @@ class Recipe:
 
         return replace(
             self, stage1_steps=n(self.stage1_steps), bank_videos=n(self.bank_videos, 4),
-            bank_needles=n(self.bank_needles, 2 * len(LABELS)), curriculum=tuple((f, n(s)) for f, s in self.curriculum),
+            bank_needles=n(self.bank_needles, 6 * max(map(len, CATEGORIES.values()))), curriculum=tuple((f, n(s)) for f, s in self.curriculum),
             heldout_clips=n(self.heldout_clips, 8),
         )
 

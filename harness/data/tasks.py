@@ -96,7 +96,8 @@ class TaskSpec:
     video_path: str = "{root}/{video}"  # placeholders: {root} and any row column
     video_path_fallbacks: tuple[str, ...] = ()  # tried in order when video_path does not exist
     subtitles: SubtitleSpec | None = None
-    extractor: str = "mcq_letter"
+    extractor: str = "mcq_letter"  # harness.scoring.extract; "lmms-eval" = lmms_eval_extractor
+    lmms_eval_extractor: str | None = None  # the task's lmms-eval-compatible extractor, for parity runs
     metric: MetricSpec = MetricSpec()
     generation: GenerationConfig = GenerationConfig()
     source: str = ""  # the YAML file it came from

@@ -154,12 +154,23 @@ def code_sha(obj: Any) -> str | None:
     return hashlib.sha256(source.encode()).hexdigest()[:10]
 
 
+def extractor_protocol(name: str | None) -> dict[str, Any]:
+    """An extractor's name, its module's VERSION and a hash of its whole module (its helpers read the reply too)."""
+    from harness.scoring.extract import EXTRACTORS
+
+    if not name:
+        return {"name": None, "version": None, "code_sha": None}
+    module = inspect.getmodule(EXTRACTORS.get(name))
+    source = inspect.getsource(module) if module else ""
+    return {"name": name, "version": getattr(module, "VERSION", None),
+            "code_sha": hashlib.sha256(source.encode()).hexdigest()[:10] if source else None}
+
+
 def protocol(config: Mapping[str, Any]) -> dict[str, Any]:
     """Versions of what shapes an answer besides the model: task, prompt text, extractor, sampler, reducer."""
     from harness.backbones import BACKBONES
     from harness.methods.reduction import REDUCERS
     from harness.methods.selection import SELECTORS
-    from harness.scoring.extract import EXTRACTORS
 
     def component(registry: Any, part: dict[str, Any] | None) -> dict[str, Any]:
         if not part:
@@ -176,7 +187,7 @@ def protocol(config: Mapping[str, Any]) -> dict[str, Any]:
         "task_version": config.get("task_version"),
         "prompt": {"profile": profile,
                    "sha": hashlib.sha256(json.dumps(prompt, sort_keys=True).encode()).hexdigest()[:10]},
-        "extractor": {"name": extractor, "code_sha": code_sha(EXTRACTORS.get(extractor)) if extractor else None},
+        "extractor": extractor_protocol(extractor),
         "sampler": component(SELECTORS, spec.get("selector")),
         "reducer": component(REDUCERS, spec.get("reducer")),
         "backbone": component(BACKBONES, spec.get("backbone")),

@@ -13,7 +13,7 @@ from harness.core.records import GenerationConfig, Prediction, Prompt, Sample
 from harness.core.status import Status
 from harness.data.subtitles import for_prompt
 from harness.data.tasks import PromptProfile, TaskSpec
-from harness.scoring.extract import EXTRACTORS, Extractor
+from harness.scoring.extract import EXTRACTORS, Extractor, extractor_name
 from harness.scoring.prompts import render
 
 
@@ -29,7 +29,7 @@ class TaskScorer:
         self.task = task
         self.profile_name = prompt_profile or task.default_prompt
         self.profile: PromptProfile = task.prompt(self.profile_name)  # ConfigError names the valid profiles
-        self.extractor: Extractor = EXTRACTORS.get(task.extractor)
+        self.extractor: Extractor = EXTRACTORS.get(extractor_name(task))
 
     @property
     def generation(self) -> GenerationConfig:

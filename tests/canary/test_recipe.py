@@ -14,7 +14,7 @@ from harness.canary.recipe import RECIPE_VERSION, Recipe
 from harness.canary.train import LEARNING_CURVE, MANIFEST, train, train_encoder, weight_hashes
 from harness.methods.encoders import CANARY_CLIP
 
-SMOKE = Recipe(widths=Widths(vision_hidden=64, hidden=64), bank_videos=2, bank_frames=8, bank_needles=142,
+SMOKE = Recipe(widths=Widths(vision_hidden=64, hidden=64), bank_videos=2, bank_frames=8, bank_needles=294,
                stage1_steps=24, stage1_batch=16, stage1_lr=3e-3, curriculum=((0, 4), (2, 4)), stage2_batch=4,
                log_every=4, heldout_clips=2)
 
@@ -26,6 +26,21 @@ def test_shipped_weights_match_their_manifest(checkpoint, version):
     assert manifest["recipe_version"] == version
     assert "model.safetensors" in manifest["sha256"]
     assert weight_hashes(checkpoint) == manifest["sha256"]
+
+
+def test_the_bank_draws_labels_in_the_tasks_proportions():
+    from collections import Counter
+
+    from harness.canary.model import LABELS
+    from harness.canary.vision import task_labels
+    from harness.data.needle.questions import CATEGORIES
+
+    labels = task_labels(3_000)
+    per_label = Counter(labels.tolist())
+    assert sorted(per_label) == list(range(len(LABELS)))  # every label present
+    for pool in CATEGORIES.values():
+        counts = [per_label[LABELS.index(label)] for label in pool]
+        assert sum(counts) == 1_000 and max(counts) - min(counts) <= 1
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Runs INSIDE .venv-lmms (lmms-eval 0.7.3): lmms-eval's own answer extraction and aggregation for our four
-benchmarks, on cases read as JSON from stdin; prints JSON to stdout. Used by tests/interop/test_lmms_parity.py.
+benchmarks, on cases read as JSON from stdin; prints JSON to stdout. Used by harness/interop/extractors.py and tests/interop/test_lmms_parity.py.
 
 Input: {"seeds": k, "cases": [{"task", "response", "options": [texts], "answer": gold index}],
         "aggregate": {"videomme": [per-doc dicts], "mlvu": [...], "longvideobench": [...], "egoschema": [...]}}
@@ -16,16 +16,16 @@ import lmms_eval.tasks.longvideobench.utils as lvb
 import lmms_eval.tasks.mlvu.utils as mlvu
 import lmms_eval.tasks.videomme.utils as videomme
 
-LETTERS = "ABCDE"
+CHOICES = "ABCDE"  # the option letters of lmms-eval's parsers (up to five options)
 
 
 def run(case):
     task, response, options, gold = case["task"], case["response"], case["options"], case["answer"]
-    letter = LETTERS[gold]
+    letter = CHOICES[gold]
     if task == "videomme":
         doc = {"question_id": "001-1", "duration": "short", "domain": "Knowledge", "sub_category": "Humanity & History",
                "task_type": "Counting Problem", "answer": letter, "videoID": "v",
-               "options": [f"{LETTERS[i]}. {t}" for i, t in enumerate(options)]}
+               "options": [f"{CHOICES[i]}. {t}" for i, t in enumerate(options)]}
         out = videomme.videomme_process_results(doc, [response])["videomme_perception_score"]
         return out["pred_answer"], int(out["score"])
     if task == "mlvu":
@@ -38,10 +38,10 @@ def run(case):
         out = lvb.longvideobench_process_results(doc, [response])["lvb_acc"]
         return out["parsed_pred"], int(out["parsed_pred"] == out["answer"])
     if task == "egoschema":
-        doc = {"video_idx": "v", "answer": str(gold), "option": [f"{LETTERS[i]}. {t}" for i, t in enumerate(options)]}
+        doc = {"video_idx": "v", "answer": str(gold), "option": [f"{CHOICES[i]}. {t}" for i, t in enumerate(options)]}
         out = egoschema.egoschema_process_results_generation(doc, [response])["score"]
         pred = out["pred"]
-        return ("" if pred < 0 else LETTERS[pred]), int(str(out["pred"]) == str(out["ground_truth"]))
+        return ("" if pred < 0 else CHOICES[pred]), int(str(out["pred"]) == str(out["ground_truth"]))
     raise ValueError(f"unknown task {task!r}")
 
 
