@@ -77,14 +77,19 @@ def adapt_rows(task: TaskSpec, rows: Sequence[Mapping[str, Any]], where: str) ->
     return out
 
 
-def load_samples(task: TaskSpec, data_root: str | Path | None = None, limit: int | None = None) -> list[Sample]:
+def load_samples(task: TaskSpec, data_root: str | Path | None = None, limit: int | None = None,
+                 annotations: str | Path | None = None) -> list[Sample]:
+    """The task's samples; `annotations`: read this file as published instead of the task's own files."""
     root = resolve_root(task, data_root)
-    ensure_data(task, root)
-    rows = load_rows(task, root)
+    files = [Path(annotations).expanduser().resolve()] if annotations else None
+    if files is None:
+        ensure_data(task, root)
+    rows = load_rows(task, root, files)
     if limit is not None:
         rows = rows[:limit]
-    rows = adapt_rows(task, rows, ", ".join(task.dataset.files))
-    return [row_to_sample(task, row, root, f"{task.source}: row {i}") for i, row in enumerate(rows)]
+    where = str(files[0]) if files else task.source
+    rows = adapt_rows(task, rows, str(files[0]) if files else ", ".join(task.dataset.files))
+    return [row_to_sample(task, row, root, f"{where}: row {i}") for i, row in enumerate(rows)]
 
 
 def row_to_sample(task: TaskSpec, row: Mapping[str, Any], root: Path, where: str) -> Sample:

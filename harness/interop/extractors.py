@@ -1,8 +1,9 @@
 """How often each answer extractor reads what a reply means: ours and lmms-eval's own functions (run in
 .venv-lmms by harness/interop/lmms_oracle.py), per task, on the reply corpus (tests/data/replies.json: each reply
-with the letter a careful reader takes from it, or none).
+with the letter a careful reader takes from it, or none) and the held-out corpus written apart from the extractor
+(tests/data/replies_heldout.json).
 
-    python -m harness.interop.extractors [--corpus FILE] [--out DIR]   (make extractor-report)
+    python -m harness.interop.extractors [--corpus FILE …] [--out DIR]   (make extractor-report)
 
 lmms-eval answers some replies with `random.choice` (LongVideoBench, EgoSchema): run over several seeds, such a
 reply agrees with the intended letter only by luck, so the table counts it apart ("random") and credits its
@@ -23,7 +24,8 @@ from harness.core.records import LETTERS
 from harness.data.tasks import get_task
 from harness.scoring.extract import EXTRACTORS
 
-CORPUS = REPO_ROOT / "tests" / "data" / "replies.json"
+CORPUS = REPO_ROOT / "tests" / "data" / "replies.json"  # written with the extractor; pinned at 100%
+HELDOUT = REPO_ROOT / "tests" / "data" / "replies_heldout.json"  # written independently, never tuned on
 LMMS_PYTHON = REPO_ROOT / ".venv-lmms" / "bin" / "python"
 ORACLE = Path(__file__).with_name("lmms_oracle.py")
 SEEDS = 8  # lmms-eval seeds python's random once per run; 8 seeds tell a random fallback from a fixed answer
@@ -85,15 +87,18 @@ def render(table: dict[str, dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--corpus", type=Path, nargs="+", default=[CORPUS, HELDOUT])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "results" / "extractors")
     args = parser.parse_args(argv)
-    corpus = json.loads(args.corpus.read_text())
-    table = agreement(corpus, run_oracle(corpus_cases(corpus)))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "agreement.json").write_text(json.dumps(table, indent=1) + "\n")
-    text = (f"Replies of `{args.corpus.name}` read as intended, per task (lmms-eval 0.7.3's own extractors; a random "
-            "fallback counts 1/k where a letter was intended).\n\n" + render(table) + "\n")
+    parts, tables = [], {}
+    for path in args.corpus:
+        corpus = json.loads(path.read_text())
+        tables[path.name] = table = agreement(corpus, run_oracle(corpus_cases(corpus)))
+        parts.append(f"`{path.name}`: replies read as intended, per task\n\n{render(table)}\n")
+    (args.out / "agreement.json").write_text(json.dumps(tables, indent=1) + "\n")
+    text = ("lmms-eval 0.7.3's own extractors; a random fallback counts 1/k where a letter was intended.\n\n"
+            + "\n".join(parts))
     (args.out / "agreement.md").write_text(text)
     print(text)
     return 0

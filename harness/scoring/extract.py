@@ -43,20 +43,25 @@ _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 _FENCE = re.compile(r"```[\w-]*[ \t]*\n?(.*?)```", re.S)
 _ROLE = re.compile(r"(?:<\|im_start\|>\s*assistant|<\|assistant\|>|###\s*(?:assistant|response)\s*:?|"
                    r"\b(?:assistant|gpt|bot)\s*(?::|\n))", re.I)
+_NEW_TURN = re.compile(r"<\|im_end\|>|<\|im_start\|>|</s>|^[ \t]*(?:question|user|human|###\s*(?:instruction|human|user))"
+                       r"\s*:|\b(?:USER|Human):", re.M | re.I)
 _MARKUP = re.compile(r"\*\*|__|`|^\s*#+\s*|^\s*>\s*|^\s*[-*•+]\s+", re.M)
 _JSON_KEYS = ("answer", "final_answer", "choice", "option", "prediction", "pred", "letter", "selected_option")
 
 
 def normalise(reply: str) -> str:
     """The reply without what carries no answer: zero-width characters, full-width forms, reasoning blocks, code
-    fences, JSON wrapping, role prefixes (a leaked chat template: the text after the last assistant marker),
-    markdown and pictographs (✅)."""
+    fences, JSON wrapping, role prefixes (a leaked chat template: the text after the first assistant marker, up
+    to any turn the model invented after its answer), markdown and pictographs (✅)."""
     text = _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", reply)).translate(_CJK)
     text = _NOT_APPLICABLE.sub(" not applicable ", _THINK.sub(" ", text))
     text = _FENCE.sub(lambda m: m.group(1), text)
-    roles = list(_ROLE.finditer(text))
-    if roles:
-        text = text[roles[-1].end():]
+    role = _ROLE.search(text)
+    if role:
+        text = text[role.end():]
+    turn = _NEW_TURN.search(text)
+    if turn and text[: turn.start()].strip():  # a turn the model went on to invent is not its answer
+        text = text[: turn.start()]
     text = _json_answer(text.strip())
     text = _MARKUP.sub("", text)
     return "".join(" " if unicodedata.category(ch) in ("So", "Sk", "Cs", "Co") else ch for ch in text).strip()
@@ -94,6 +99,8 @@ _EXPLICIT: tuple[tuple[int, re.Pattern[str]], ...] = tuple((rank, re.compile(p, 
     (2, r"\b(?:choose|chose|select|pick|go\s+with|going\s+with|opt\s+for)\s+(?:option\s+|choice\s+|answer\s+)?"
         + _LETTER + _ENDS),
     (2, r"\b(?:it\s+is|it's|it\s+must\s+be|so|thus|therefore|hence)\s*,?\s*(?:option\s+)?" + _LETTER + _ENDS),
+    (2, r"\b(?:actually|wait|instead|correction|on\s+second\s+thought|rather)\b\s*[,:]?\s*(?:it'?s\s+|it\s+is\s+)?"
+        r"(?:option\s+)?" + _LETTER + _ENDS),  # a self-correction: "A... wait, actually C."
     (2, rf"(?<![A-Za-z0-9]){_LETTER}\s+(?:is|seems|looks|appears)\s+(?:to\s+be\s+)?(?:the\s+)?{_VERDICT}\b"),
     (2, rf"(?<![A-Za-z0-9]){_LETTER}\s+(?:fits|matches|works|suits)\s+(?:\w+\s+)?(?:better|best)\b"),
     (2, r"\\boxed\{\s*(?:\\text\{)?\s*(?P<l>[A-Za-z])\s*\}?\s*\}"),
@@ -108,9 +115,11 @@ _NEGATED_AFTER = re.compile(_CLOSE + r"\s+(?:is|seems|looks|appears)\s+(?:not\b|
 # after "A" these say it is a letter, not the article: "A or B", "A because…"
 _CONNECTIVES = frozenset("or and nor but vs versus because since as is was seems fits looks would could "
                          "should might matches".split())
+_LISTING = frozenset("or and nor but vs versus".split())  # all that makes a subject letter ("C or D") a letter
+_APPOSITIVE = re.compile(r", (?:the|a|who|our)\b")  # "C, the camera wearer, …"
 _TOKEN = re.compile(r"(?<![A-Za-z0-9'])(?P<l>[A-Z])(?P=l)*(?![A-Za-z0-9'])")  # "C", and "DDDD" (a stuck decoder)
 _LEADING = re.compile(rf"^{_OPEN}(?P<l>[A-Za-z]){_CLOSE}(?=$|[\s.,:;)\]!?-])")
-_LIST_LABEL = re.compile(rf"^\s*{_OPEN}(?P<l>[A-Z])[\).:]", re.M)
+_LIST_LABEL = re.compile(rf"^[ \t]*{_OPEN}(?P<l>[A-Z])(?:[\).:]|[ \t]*$)", re.M)  # "(A) …", "B." or "C" alone
 _AMBIGUOUS_PAIR = re.compile(_CLOSE + r"\s*(?:,|/|&|\bor\b|\band\b)\s*" + _OPEN + r"[A-Z](?![A-Za-z0-9])")
 
 
@@ -139,8 +148,9 @@ class _Reader:
         if ch.islower():  # lowercase only in an explicit choice, and never "a" (the article: "is a …")
             if not explicit or ch == "a":
                 return None
-        elif word and word not in _CONNECTIVES and (ch == "A" or ch in self.subjects) and not explicit:
-            return None  # "A video shows…", EgoSchema's "C opens the door"
+        elif not explicit and ((ch == "A" and word and word not in _CONNECTIVES) or (ch in self.subjects and (
+                (word and word not in _LISTING) or _APPOSITIVE.match(self.text, end)))):
+            return None  # "A video shows…", EgoSchema's "C opens the door" / "C is in the kitchen"
         if _NEGATED_BEFORE.search(self.text[max(0, start - 40): start]) or _NEGATED_AFTER.match(self.text[end:]):
             return None
         return LETTERS.index(upper)
@@ -188,9 +198,16 @@ def _mask_options(text: str, options: Sequence[str]) -> tuple[list[int], str]:
                 matched.append(i)
             continue
         pattern = re.compile(rf"(?<![A-Za-z0-9]){re.escape(option)}(?![A-Za-z0-9])", re.I)
-        if pattern.search(folded):
-            matched.append(i)
+        found = list(pattern.finditer(folded))
+        if any(not _NEGATED_BEFORE.search(folded[max(0, m.start() - 40): m.start()]) for m in found):
+            matched.append(i)  # "it's not red, … it is green": only green is offered as the answer
+        if found:
             folded = pattern.sub("\n", folded)  # a line break: what follows the letter of "B. <option text>"
+    if not matched:  # the reply is a fragment of exactly one option: "C picks up a knife"
+        fragment = " ".join(folded.strip(" .,;:!?\"'\n").split()).lower()
+        if len(fragment.split()) >= 3:
+            inside = [i for i, o in enumerate(options) if fragment in " ".join(o.split()).lower()]
+            matched = inside if len(inside) == 1 else []
     return matched, folded
 
 

@@ -23,6 +23,7 @@ from harness.scoring.metrics import macro_average
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = json.loads((ROOT / "tests" / "data" / "lmms_responses.json").read_text())
 REPLIES = json.loads((ROOT / "tests" / "data" / "replies.json").read_text())
+HELDOUT = json.loads((ROOT / "tests" / "data" / "replies_heldout.json").read_text())
 TASKS = ("videomme", "mlvu", "longvideobench", "egoschema")
 GOLD = 1  # "B": the first corpus' responses are scored against it
 MLVU_DEV_TYPES = ("anomaly_reco", "count", "ego", "needle", "order", "plotQA", "topic_reasoning")
@@ -69,12 +70,14 @@ def lmms():
         aggregate[task] = [doc_metrics(task, r, meta)[key] for r in _results(task)]
     # as with --limit: only 2 of MLVU-dev's 7 task types present
     aggregate["mlvu_partial"] = [d for d in aggregate["mlvu"] if d["task_type"] in MLVU_DEV_TYPES[:2]]
-    out = run_oracle(_cases() + corpus_cases(REPLIES), aggregate)
-    return {**out, "cases": out["cases"][: len(_cases())], "replies": out["cases"][len(_cases()):]}
+    out = run_oracle(_cases() + corpus_cases(REPLIES) + corpus_cases(HELDOUT), aggregate)
+    a, b = len(_cases()), len(_cases()) + len(REPLIES["replies"])
+    return {**out, "cases": out["cases"][:a], "replies": out["cases"][a:b], "heldout": out["cases"][b:]}
 
 
 def _all_cases(lmms) -> list[tuple[dict, dict]]:
-    return list(zip(_cases() + corpus_cases(REPLIES), lmms["cases"] + lmms["replies"], strict=True))
+    cases = _cases() + corpus_cases(REPLIES) + corpus_cases(HELDOUT)
+    return list(zip(cases, lmms["cases"] + lmms["replies"] + lmms["heldout"], strict=True))
 
 
 def test_our_lmms_eval_extractors_read_every_reply_as_lmms_eval_does(lmms):
