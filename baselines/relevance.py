@@ -23,7 +23,7 @@ Query = Literal["question", "question+options"]
 
 
 def candidate_pool(meta: VideoMeta, fps: float = POOL_FPS, cap: int | None = POOL_CAP) -> tuple[int, ...]:
-    return fps_indices(meta.num_frames, meta.fps, fps, cap)
+    return fps_indices(meta, fps, cap)
 
 
 def query_text(sample: Sample, query: Query) -> str:

@@ -3,7 +3,8 @@
 Two modes:
 - `n`: N frames spread evenly, lmms-eval's convention `linspace(0, total - 1, N)` cast to int
   (its `read_video` helper; N is clamped to the frames the video has).
-- `fps`: one frame every `video_fps / fps` frames, then thinned evenly to `max_frames` when longer —
+- `fps`: the frame nearest every 1 / fps seconds (by presentation time: right on variable-rate files too), then
+  thinned evenly to `max_frames` when longer —
   what ViLAMP's eval scripts do at 1 fps with a 600-frame cap (scripts/eval/exp_*.py).
 - `budget` (budget-matched): N linspace frames whose visual tokens entering the LLM,
   N · tokens_per_frame + extra_tokens, come closest to a target — a number, or "vilamp": what ViLAMP feeds
@@ -29,12 +30,23 @@ def linspace_indices(total: int, n: int) -> tuple[int, ...]:
     return tuple(int(i) for i in np.linspace(0, total - 1, n).astype(int))
 
 
-def fps_indices(total: int, video_fps: float, fps: float, max_frames: int | None) -> tuple[int, ...]:
+def fps_indices(meta: VideoMeta, fps: float, max_frames: int | None) -> tuple[int, ...]:
+    """The frame nearest each target time k / fps. At a constant rate that is frame round(k · video_fps / fps); at
+    a variable one it is found among the stream's real presentation times (`meta.frame_times_s`), so consecutive
+    picks are 1 / fps apart in time, not in frame count."""
+    total, video_fps = meta.num_frames, meta.fps
     if total <= 0 or video_fps <= 0 or fps <= 0:
         return ()
-    step = max(video_fps / fps, 1.0)
-    indices = np.unique(np.round(np.arange(0, total, step)).astype(int))
-    indices = indices[indices < total]
+    if meta.frame_times_s:
+        times = np.asarray(meta.frame_times_s, dtype=np.float64)  # >= 2 frames: one frame is constant-rate
+        targets = np.arange(0.0, times[-1] + 1e-9, 1.0 / fps)
+        after = np.clip(np.searchsorted(times, targets), 1, len(times) - 1)
+        nearer_before = targets - times[after - 1] <= times[after] - targets  # a tie goes to the earlier frame
+        indices = np.unique(np.where(nearer_before, after - 1, after))
+    else:
+        step = max(video_fps / fps, 1.0)
+        indices = np.unique(np.round(np.arange(0, total, step)).astype(int))
+        indices = indices[indices < total]
     if max_frames is not None and len(indices) > max_frames:
         indices = indices[np.linspace(0, len(indices) - 1, max_frames).astype(int)]
     return tuple(int(i) for i in indices)
@@ -48,7 +60,7 @@ def vilamp_budget(meta: VideoMeta, tokens_per_frame: int) -> int:
     """Visual tokens ViLAMP feeds the LLM for this video on a backbone with `tokens_per_frame`."""
     from harness.vilamp import vilamp_visual_tokens
 
-    n = len(fps_indices(meta.num_frames, meta.fps, VILAMP_FPS, VILAMP_MAX_FRAMES))
+    n = len(fps_indices(meta, VILAMP_FPS, VILAMP_MAX_FRAMES))
     return vilamp_visual_tokens(n, min(VILAMP_KEYFRAMES, n), tokens_per_frame)
 
 
@@ -95,7 +107,7 @@ class Uniform:
             n = frames_for_budget(self.target_tokens(meta), per_frame, self.extra_tokens, meta.num_frames)
             return linspace_indices(meta.num_frames, n)
         if self.fps is not None:
-            return fps_indices(meta.num_frames, meta.fps, self.fps, self.max_frames)
+            return fps_indices(meta, self.fps, self.max_frames)
         return linspace_indices(meta.num_frames, self.n or 0)
 
     def select(self, sample: Sample, meta: VideoMeta, frames: Frames) -> FrameSelection:

@@ -1,4 +1,4 @@
-"""Command line: `python -m harness {eval,compare,tasks,models,prepare,verify}`.
+"""Command line: `python -m harness {eval,score,rescore,compare,tasks,models,prepare,verify}`.
 
 Only this module maps errors to exit codes.
 """
@@ -43,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
                    help="model actors (default: number of cores)")
     e.add_argument("--threads-per-worker", type=_positive, default=1)
     e.add_argument("--prompt", default=None, help="prompt profile (default: the task's)")
+    e.add_argument("--video-backend", choices=("auto", "decord", "pyav"), default=None,
+                   help="video decoder for probing and frames (default: the task's, auto: decord, PyAV fallback)")
     e.add_argument("--extractor", default=None,
                    help="answer extractor (default: the task's; lmms-eval: the task's lmms-eval-compatible one)")
     e.add_argument("--data-root", default=None, help="benchmark directory (default: the task's)")
@@ -61,6 +63,19 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="results/<run_id> directories")
     c.add_argument("--out", type=Path, default=None, help="output directory (default: results/compare__<time>)")
     c.add_argument("--title", default=None, help="report title (default: task: model vs model)")
+    sc = sub.add_parser("score", help="score a predictions file the harness did not produce")
+    sc.add_argument("--task", required=True)
+    sc.add_argument("--predictions", type=Path, required=True,
+                    help='JSONL of {"id", "response"} (also lmms-eval\'s samples_<task>.jsonl, our samples.jsonl)')
+    sc.add_argument("--annotations", default=None, help="annotation file as published (default: the task's)")
+    sc.add_argument("--data-root", default=None, help="benchmark directory (default: the task's)")
+    sc.add_argument("--out", default=None, help="output directory (default: results/<task>__score-<name>__<time>)")
+    sc.add_argument("--extractor", default=None, help="answer extractor (default: the task's; or lmms-eval)")
+    sc.add_argument("--name", default=None, help="model name in the summary (default: the predictions file's stem)")
+    rs = sub.add_parser("rescore", help="re-extract a finished run's raw outputs into a new summary")
+    rs.add_argument("run_dir", type=Path)
+    rs.add_argument("--extractor", default=None, help="answer extractor (default: the task's; or lmms-eval)")
+    rs.add_argument("--out", default=None, help="output directory (default: RUN_DIR/rescore__<extractor>)")
     sub.add_parser("tasks", help="list the task YAMLs")
     sub.add_parser("models", help="list the model specs")
     pr = sub.add_parser("prepare", help="download and unpack a benchmark from the Hugging Face hub")
@@ -105,6 +120,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from harness.results.rescore import rescore, score_predictions
+    from harness.results.summary import render_markdown
+
+    if args.command == "score":
+        out, summary = score_predictions(args.task, args.predictions, annotations=args.annotations,
+                                         data_root=args.data_root, out=args.out, extractor=args.extractor,
+                                         model=args.name)
+    else:
+        out, summary = rescore(args.run_dir, args.extractor, args.out)
+    print(render_markdown(summary))
+    print(f"scored with {summary.config['extractor']}: {out}")
+    return 0
+
+
 def cmd_tasks() -> int:
     from harness.data.tasks import discover, load_task_file
 
@@ -135,6 +165,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from harness.run.runner import RunnerConfig
     request = EvalRequest(
         task=args.task, model=args.model, limit=args.limit, prompt=args.prompt, extractor=args.extractor,
+        video_backend=args.video_backend,
         data_root=args.data_root,
         out=args.out, wandb=not args.no_wandb, group=args.group, resume=args.resume,
         runner=RunnerConfig(workers=args.workers, threads_per_worker=args.threads_per_worker, device=args.device,
@@ -190,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_prepare(args)
         if args.command == "verify":
             return cmd_verify(args)
+        if args.command in ("score", "rescore"):
+            return cmd_score(args)
         return cmd_eval(args)
     except (UnknownNameError, ConfigError, CompareError) as exc:
         print(f"error: {exc}", file=sys.stderr)

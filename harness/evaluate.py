@@ -37,6 +37,7 @@ class EvalRequest:
     limit: int | None = None
     prompt: str | None = None  # prompt profile; the task's default when None
     extractor: str | None = None  # answer extractor ("lmms-eval": the task's parity one); the task's when None
+    video_backend: str | None = None  # auto | decord | pyav; the task's when None
     data_root: str | None = None
     out: str | None = None  # results root (default results/)
     wandb: bool = True
@@ -68,7 +69,8 @@ def resolve(request: EvalRequest) -> ResolvedRun:
     spec (arguments, hooks, checkpoint: harness.model.preflight), prompt profile, data (generated if it can be).
     Every problem is one ConfigError / UnknownNameError line."""
     task = get_task(request.task)
-    task = dataclasses.replace(task, extractor=extractor_name(task, request.extractor))  # the run's, resolved
+    task = dataclasses.replace(task, extractor=extractor_name(task, request.extractor),  # the run's, resolved
+                               video_backend=request.video_backend or task.video_backend)
     spec = MODELS.get(request.model)
     task.prompt(request.prompt)  # an unknown profile names the valid ones
     check_spec(spec)

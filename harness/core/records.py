@@ -39,15 +39,24 @@ class Sample:
 
 @dataclass(frozen=True)
 class VideoMeta:
+    """A video stream as displayed: `width` × `height` after its rotation (a phone clip's display matrix)."""
+
     path: str
     num_frames: int
-    fps: float
+    fps: float  # average rate
     width: int
     height: int
+    rotation: int = 0  # degrees counter-clockwise the decoders turn the stored frames to display them
+    # presentation time of every frame (s, from the first) when the rate varies; empty: frame i is at i / fps
+    frame_times_s: tuple[float, ...] = ()
 
     @property
     def duration_s(self) -> float:
         return self.num_frames / self.fps if self.fps > 0 else 0.0
+
+    def time_of(self, index: int) -> float:
+        """Presentation time of frame `index` (s)."""
+        return self.frame_times_s[index] if self.frame_times_s else index / self.fps
 
 
 @dataclass(frozen=True)

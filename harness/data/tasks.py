@@ -98,6 +98,7 @@ class TaskSpec:
     subtitles: SubtitleSpec | None = None
     extractor: str = "mcq_letter"  # harness.scoring.extract; "lmms-eval" = lmms_eval_extractor
     lmms_eval_extractor: str | None = None  # the task's lmms-eval-compatible extractor, for parity runs
+    video_backend: Literal["auto", "decord", "pyav"] = "auto"  # harness.video.reader: probing and decoding
     metric: MetricSpec = MetricSpec()
     generation: GenerationConfig = GenerationConfig()
     source: str = ""  # the YAML file it came from

@@ -9,7 +9,6 @@ decodes its frames itself, chunk by chunk, inside `visual`; `decode` then only p
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ from harness.core.records import (
 from harness.methods.reduction import ReductionContext
 from harness.model.preflight import build_methods
 from harness.model.specs import ModelSpec
-from harness.video.reader import VideoError, probe, read_frames
+from harness.video.reader import probe, read_frames
 from harness.video.streaming import VideoSource
 
 
@@ -74,30 +73,30 @@ class VideoModel:
             self._backbone = BACKBONES.get(self.spec.backbone.name).load(**self.spec.backbone.args)
         return self._backbone
 
-    def decode(self, sample: Sample, timer: StageTimer) -> Decoded:
-        """Probe, plan, decode and select (raises VideoError for a missing or undecodable video)."""
+    def decode(self, sample: Sample, timer: StageTimer, backend: str = "auto") -> Decoded:
+        """Probe, plan, decode and select with the video `backend` (raises VideoError for a missing or
+        undecodable video)."""
         with timer("video_decode"):
-            if not os.path.exists(sample.video):
-                raise VideoError("missing", f"video not found: {sample.video}")
-            meta = probe(sample.video)
+            meta = probe(sample.video, backend)
             planned = self.selector.plan(meta)
             if not self.streaming:
-                candidates = read_frames(sample.video, planned)
+                candidates = read_frames(sample.video, planned, backend=backend)
         if self.streaming:
-            frames = Frames(planned, tuple(i / meta.fps for i in planned),  # pixels come later, in chunks
+            frames = Frames(planned, tuple(meta.time_of(i) for i in planned),  # pixels come later, in chunks
                             np.zeros((len(planned), 0, 0, 3), np.uint8), backend="planned")
             return Decoded(meta, FrameSelection(self.selector.name, planned), frames, 0, dict(timer.seconds))
         with timer("select"):
             selection = self.selector.select(sample, meta, candidates)
         return Decoded(meta, selection, subset(candidates, selection.indices), len(candidates), dict(timer.seconds))
 
-    def visual(self, sample: Sample, decoded: Decoded, timer: StageTimer) -> tuple[VisualSequence, Decoded]:
+    def visual(self, sample: Sample, decoded: Decoded, timer: StageTimer,
+               backend: str = "auto") -> tuple[VisualSequence, Decoded]:
         """The visual sequence for the decoded frames, and the decoded record as the model saw it (a streaming
         selector chooses here, so its selection and frames replace the planned ones)."""
         if self.streaming:
             # Decoded here, in the model actor (the selection may need the backbone's encoder), a chunk at a time:
             # no array of all N frames or of their patch features ever exists.
-            source = VideoSource(sample.video)
+            source = VideoSource(sample.video, backend)
             with timer("select"):
                 selection, frames = self.selector.select_stream(sample, decoded.selection.indices, source,
                                                                 self.backbone)

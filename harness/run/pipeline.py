@@ -91,7 +91,7 @@ class Pipeline:
     def decode(self, sample: Sample) -> Decoded | SampleResult:
         timer = StageTimer()
         try:
-            return self.model.decode(sample, timer)
+            return self.model.decode(sample, timer, self.task.video_backend)
         except VideoError as exc:
             return failure(sample, self.spec.name, exc.status, str(exc), timings_s=timer.seconds)
 
@@ -101,13 +101,15 @@ class Pipeline:
         common = outcome_fields(sample, decoded)
         try:
             with torch.inference_mode():
-                visual, decoded = self.model.visual(sample, decoded, timer)
+                visual, decoded = self.model.visual(sample, decoded, timer, self.task.video_backend)
                 common = outcome_fields(sample, decoded)
                 prompt = self.scorer.prompt(sample, decoded.frames.timestamps_s)
                 generation = self.model.generate(visual, prompt,
                                                  self.model.generation_config(self.scorer.generation, sample))
         except Exception as exc:  # one bad sample must not end the run: record it with its status
             status = failure_status(exc)
+            if isinstance(exc, VideoError):  # a streaming decode failed: its planned frames never reached the model
+                common = {}
             return failure(sample, self.spec.name, status, error_text(exc, status), timings_s=timer.seconds, **common)
         timer.seconds.update({f"llm_{k}": v for k, v in generation.timings_s.items()})
         if len(visual) == 0 and common["needle_retained"]:  # frames were kept, but no token of them reached the LLM

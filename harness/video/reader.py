@@ -1,15 +1,21 @@
 """Video decoding: probe a file's metadata and read exact frames by frame number.
 
-decord is the primary backend, PyAV the fallback for files decord cannot open. Every failure surfaces as
-`VideoError` with status "missing" or "decode_error", so a broken video becomes a per-sample result
-instead of a crashed worker. Both backends run single-threaded: decoding happens inside parallel workers.
+decord is the primary backend, PyAV the fallback for files decord cannot open (`backend="auto"`); either can be
+forced. Both return frames as displayed: a stream with a display rotation (phone clips) is turned by PyAV here and
+by decord itself, and both probe the display width and height. Every failure surfaces as `VideoError` with status
+"missing" or "decode_error" and a message free of the decoder's clock times and build paths, so a broken video
+becomes a reproducible per-sample result instead of a crashed worker. Both backends run single-threaded:
+decoding happens inside parallel workers.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from itertools import pairwise
 from typing import Literal
 
@@ -26,6 +32,11 @@ from harness.core.status import SampleError
 BACKENDS = ("auto", "decord", "pyav")
 # PyAV: when the next wanted frame is further ahead than this, seeking to its keyframe beats decoding through.
 _SEEK_GAP = 64
+# A stream counts as constant-rate when every frame is within this fraction of a frame gap of i / fps.
+_CFR_TOLERANCE = 0.25
+# decord's messages carry its log prefix ("[17:14:31] /github/workspace/src/video/video_reader.cc:171: ") and a
+# native backtrace with load addresses: neither belongs in a journal that must be the same on every run.
+_LOG_NOISE = re.compile(r"\[\d{2}:\d{2}:\d{2}\]\s*|(?:/[\w.+-]+)+\.(?:cc|cpp|cu|h|c):\d+:\s*")
 
 VideoStatus = Literal["missing", "decode_error"]
 
@@ -36,7 +47,7 @@ class VideoError(SampleError):
     def __init__(self, status: VideoStatus, path: str, detail: str = "") -> None:
         self.status: VideoStatus = status
         self.path = path
-        self.detail = " ".join(detail.split())[:300]  # backend errors can span lines (decord adds a backtrace)
+        self.detail = _LOG_NOISE.sub("", " ".join(detail.split("Stack trace")[0].split()))[:300]
         super().__init__(f"{status}: {path}" + (f": {self.detail}" if self.detail else ""))
 
     def __reduce__(self):  # keyword-free args so the error crosses process boundaries intact
@@ -51,16 +62,82 @@ class _OutOfRange(Exception):
     pass
 
 
-def probe(path: str) -> VideoMeta:
-    """Frame count, fps and size of the first video stream."""
-    _require_file(path)
+def check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown video backend {backend!r}; valid: {', '.join(BACKENDS)}")
+
+
+@dataclass(frozen=True)
+class _Display:
+    """How a stream is displayed: its stored (coded) size and the rotation its display matrix asks for."""
+
+    rotation: int  # 0, 90, 180 or 270 degrees counter-clockwise
+    stored: tuple[int, int]  # (width, height) as coded
+
+    @property
+    def quarter(self) -> bool:
+        return self.rotation % 180 == 90  # width and height swap
+
+    def size(self, requested: tuple[int, int] | None = None) -> tuple[int, int]:
+        """(width, height) of the displayed frames, at `requested` (display orientation) when given."""
+        if requested is not None:
+            return requested
+        w, h = self.stored
+        return (h, w) if self.quarter else (w, h)
+
+    def stored_size(self, requested: tuple[int, int] | None) -> tuple[int, int]:
+        """The stored-orientation size a decoder must scale to for displayed frames of `requested`."""
+        w, h = self.size(requested)
+        return (h, w) if self.quarter else (w, h)
+
+
+def _display(path: str) -> _Display | None:
+    """The stream's display (PyAV reads the display matrix with the first frame); None when PyAV cannot decode it."""
+    st = os.stat(path)
+    return _display_of(path, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=256)
+def _display_of(path: str, _mtime_ns: int, _size: int) -> _Display | None:  # keyed on the file's version
     try:
-        return _probe_decord(path)
-    except Exception as decord_error:  # decord raises DECORDError, RuntimeError, IndexError... on bad files
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            frame = next(container.decode(stream))
+            rotation = round((frame.rotation or 0) / 90) * 90 % 360
+            return _Display(int(rotation), (frame.width, frame.height))
+    except Exception:  # PyAV errors have many types; decord may still read the file, unrotated
+        return None
+
+
+def constant_rate_times(times: Sequence[float], fps: float) -> tuple[float, ...]:
+    """Presentation times relative to the first frame, or () when frame i sits at i / fps (constant rate)."""
+    t = np.asarray(times, dtype=np.float64)
+    if len(t) == 0 or not _valid_fps(fps):
+        return ()
+    t = t - t[0]
+    if np.all(np.abs(t - np.arange(len(t)) / fps) <= _CFR_TOLERANCE / fps):
+        return ()
+    return tuple(float(x) for x in np.round(t, 6))
+
+
+def probe(path: str, backend: str = "auto") -> VideoMeta:
+    """Frame count, average fps, display size and rotation, and (variable rate) every frame's time, of the first
+    video stream; "auto" asks decord, then PyAV when decord cannot open the file."""
+    check_backend(backend)
+    _require_file(path)
+    failures = ""
+    if backend in ("auto", "decord"):
         try:
-            return _probe_pyav(path)
-        except Exception as pyav_error:
-            raise VideoError("decode_error", path, f"decord: {decord_error}; pyav: {pyav_error}") from pyav_error
+            return _probe_decord(path)
+        except Exception as e:  # decord raises DECORDError, RuntimeError, IndexError... on bad files
+            if backend == "decord":
+                raise VideoError("decode_error", path, f"decord: {e}") from e
+            failures = f"decord: {e}; "
+    try:
+        return _probe_pyav(path)
+    except Exception as e:
+        raise VideoError("decode_error", path, f"{failures}pyav: {e}") from e
 
 
 def read_frames(
@@ -77,16 +154,16 @@ def read_frames(
     decord and falls back to PyAV when decord fails on the file (not when an index is out of range).
     `reader`: an open decord reader of `path` (`open_reader`) to reuse across calls reading a video in chunks.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown video backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    check_backend(backend)
     _require_file(path)
     wanted = sorted(set(int(i) for i in indices))
     if wanted and wanted[0] < 0:
         raise VideoError("decode_error", path, f"negative frame index {wanted[0]}")
+    display = _display(path)
     failures = ""
     if backend in ("auto", "decord"):
         try:
-            pixels, times = _read_decord(reader or _decord_reader(path, size), wanted)
+            pixels, times = _read_decord(reader or _decord_reader(path, size, display), wanted, size, display)
             return _frames(indices, wanted, pixels, times, "decord")
         except _OutOfRange as e:
             raise VideoError("decode_error", path, str(e)) from None
@@ -95,7 +172,7 @@ def read_frames(
                 raise VideoError("decode_error", path, f"decord: {e}") from e
             failures = f"decord: {e}; "
     try:
-        pixels, times = _read_pyav(path, wanted, size)
+        pixels, times = _read_pyav(path, wanted, size, display)
     except _OutOfRange as e:
         raise VideoError("decode_error", path, str(e)) from None
     except Exception as e:
@@ -130,12 +207,16 @@ def open_reader(path: str) -> decord.VideoReader | None:
     """A decord reader to pass to repeated `read_frames` calls (no re-open, no re-seek between chunks); None
     when decord cannot open the file, so `read_frames` takes its usual fallback."""
     try:
-        return _decord_reader(path, None)
+        return _decord_reader(path, None, _display(path))
     except Exception:  # DECORDError, RuntimeError...: read_frames reports the file's real status
         return None
 
 
-def _decord_reader(path: str, size: tuple[int, int] | None) -> decord.VideoReader:
+def _decord_reader(path: str, size: tuple[int, int] | None, display: _Display | None) -> decord.VideoReader:
+    if display is not None and display.rotation:
+        # decord turns a rotated stream itself, but sizes its output for the stored frame unless told one
+        # (dmlc/decord#51): ask for the stored size explicitly, and `_read_decord` reshapes to the display size
+        size = display.stored_size(size)
     if size is None:
         return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     width, height = size
@@ -143,15 +224,22 @@ def _decord_reader(path: str, size: tuple[int, int] | None) -> decord.VideoReade
 
 
 def _probe_decord(path: str) -> VideoMeta:
-    reader = _decord_reader(path, None)
+    display = _display(path)
+    reader = _decord_reader(path, None, display)
     num_frames, fps = len(reader), float(reader.get_avg_fps())
     if num_frames <= 0 or not _valid_fps(fps):
         raise ValueError(f"implausible stream: {num_frames} frames at {fps} fps")
-    height, width, _ = reader[0].shape  # decord exposes no size attribute; frame 0 is a cheap keyframe
-    return VideoMeta(path=path, num_frames=num_frames, fps=fps, width=int(width), height=int(height))
+    if display is not None:
+        width, height = display.size()
+    else:
+        height, width, _ = reader[0].shape  # decord exposes no size attribute; frame 0 is a cheap keyframe
+    times = constant_rate_times(reader.get_frame_timestamp(np.arange(num_frames))[:, 0], fps)
+    return VideoMeta(path=path, num_frames=num_frames, fps=fps, width=int(width), height=int(height),
+                     rotation=display.rotation if display else 0, frame_times_s=times)
 
 
-def _read_decord(reader: decord.VideoReader, wanted: list[int]) -> tuple[np.ndarray, list[float]]:
+def _read_decord(reader: decord.VideoReader, wanted: list[int], size: tuple[int, int] | None,
+                 display: _Display | None) -> tuple[np.ndarray, list[float]]:
     if wanted and wanted[-1] >= len(reader):
         raise _OutOfRange(f"frame {wanted[-1]} >= frame count {len(reader)}")
     if not wanted:
@@ -162,6 +250,9 @@ def _read_decord(reader: decord.VideoReader, wanted: list[int]) -> tuple[np.ndar
     # 0.13 s, 10K frames every 4th 3.4 vs 3.8 s, 600 uniform 3.05 vs 2.98 s; 30 fps GOP 250 320x240, 600 frames
     # (every 10th of 6000) 1.34 vs 1.52 s. It also fills one output array instead of stacking a copy.
     pixels = reader.get_batch(wanted).asnumpy()
+    if display is not None and display.quarter:
+        width, height = display.size(size)
+        pixels = pixels.reshape(len(wanted), height, width, 3)  # turned frames in an array of the stored shape
     times = [float(t) for t in reader.get_frame_timestamp(wanted)[:, 0]]  # container pts, from stream start
     return pixels, times
 
@@ -170,30 +261,41 @@ def _read_decord(reader: decord.VideoReader, wanted: list[int]) -> tuple[np.ndar
 
 
 def _probe_pyav(path: str) -> VideoMeta:
+    display = _display(path)
     with av.open(path) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0)
-        num_frames = stream.frames or sum(1 for p in container.demux(stream) if p.pts is not None)
-        width, height = stream.codec_context.width, stream.codec_context.height
+        pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None)  # reads packets, decodes nothing
+        num_frames = stream.frames or len(pts)
+        start, time_base = stream.start_time or 0, stream.time_base
+    if display is None:
+        raise ValueError("no decodable frame")
+    width, height = display.size()
     if num_frames <= 0 or not _valid_fps(fps) or width <= 0 or height <= 0:
         raise ValueError(f"implausible stream: {num_frames} frames at {fps} fps, {width}x{height}")
-    return VideoMeta(path=path, num_frames=int(num_frames), fps=fps, width=width, height=height)
+    times = constant_rate_times([float((p - start) * time_base) for p in pts], fps) if len(pts) == num_frames \
+        and time_base is not None else ()
+    return VideoMeta(path=path, num_frames=int(num_frames), fps=fps, width=width, height=height,
+                     rotation=display.rotation, frame_times_s=times)
 
 
-def _read_pyav(path: str, wanted: list[int], size: tuple[int, int] | None) -> tuple[np.ndarray, list[float]]:
+def _read_pyav(path: str, wanted: list[int], size: tuple[int, int] | None,
+               display: _Display | None) -> tuple[np.ndarray, list[float]]:
     sparse = any(b - a > _SEEK_GAP for a, b in pairwise([-1, *wanted]))
     if sparse:
         try:
-            return _collect_pyav(path, wanted, size, seek=True)
+            return _collect_pyav(path, wanted, size, display, seek=True)
         except _NotSeekable:
             pass
-    return _collect_pyav(path, wanted, size, seek=False)
+    return _collect_pyav(path, wanted, size, display, seek=False)
 
 
 def _collect_pyav(
-    path: str, wanted: list[int], size: tuple[int, int] | None, *, seek: bool
+    path: str, wanted: list[int], size: tuple[int, int] | None, display: _Display | None, *, seek: bool
 ) -> tuple[np.ndarray, list[float]]:
-    width, height = size if size is not None else (None, None)
+    turns = display.rotation // 90 if display is not None else 0  # PyAV hands out frames as stored
+    scale = display.stored_size(size) if display is not None and size is not None else size
+    width, height = scale if scale is not None else (None, None)
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
@@ -202,14 +304,15 @@ def _collect_pyav(
         found = _seeking(container, stream, wanted) if seek else _sequential(container, stream, wanted)
         pixels, times = [], []
         for index, frame in found:
-            pixels.append(frame.to_ndarray(format="rgb24", width=width, height=height))
+            rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+            pixels.append(np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb)
             if frame.pts is not None and stream.time_base is not None:
                 times.append(float((frame.pts - start) * stream.time_base))  # like decord: from stream start
             else:
                 times.append(index / fps if _valid_fps(fps) else 0.0)
         if not pixels:
-            w = width or stream.codec_context.width
-            h = height or stream.codec_context.height
+            w, h = display.size(size) if display is not None else (width or stream.codec_context.width,
+                                                                     height or stream.codec_context.height)
             return np.zeros((0, h, w, 3), np.uint8), []
     return np.stack(pixels), times
 

@@ -29,14 +29,15 @@ class VideoSource:
     """Frames of a video file, decoded on demand (decord, PyAV fallback) through one reader kept open, so
     consecutive chunks continue decoding where the last one stopped."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, backend: str = "auto") -> None:
         self.path = path
+        self.backend = backend
         self._reader: decord.VideoReader | None = None
 
     def read(self, indices: Sequence[int]) -> Frames:
-        if self._reader is None and os.path.isfile(self.path):
+        if self._reader is None and self.backend != "pyav" and os.path.isfile(self.path):
             self._reader = open_reader(self.path)
-        return read_frames(self.path, list(indices), reader=self._reader)
+        return read_frames(self.path, list(indices), reader=self._reader, backend=self.backend)
 
 
 def chunks(indices: Sequence[int], size: int = CHUNK) -> Iterator[tuple[int, ...]]:

@@ -47,7 +47,7 @@ class DKSSelector:
             check_encoder(self.encoder, on_disk=True)
 
     def plan(self, meta: VideoMeta) -> tuple[int, ...]:
-        return fps_indices(meta.num_frames, meta.fps, self.fps, self.max_frames)
+        return fps_indices(meta, self.fps, self.max_frames)
 
     def encoder_for(self, backbone: Any = None) -> Any:
         if self.encoder == BACKBONE_ENCODER:

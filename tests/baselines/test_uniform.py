@@ -24,10 +24,20 @@ def test_uniform_indices_sorted_unique_in_range(total, n):
 
 
 def test_fps_mode_one_per_second_then_capped():
-    assert fps_indices(300, 30.0, 1.0, None) == tuple(range(0, 300, 30))
+    assert fps_indices(meta(300), 1.0, None) == tuple(range(0, 300, 30))
     capped = Uniform(fps=1.0, max_frames=4).plan(meta(300))
     assert capped == (0, 90, 180, 270)
     assert Uniform(fps=2.0, max_frames=None).plan(meta(10, fps=1.0)) == tuple(range(10))  # never above the video
+
+
+def test_fps_mode_on_a_variable_rate_stream_picks_by_time():
+    """10 s at 30 fps then 10 s at 5 fps (average 17.5): by frame count the 1 fps picks drift into the wrong
+    seconds; by presentation time each is the frame nearest k seconds."""
+    times = tuple([i / 30 for i in range(300)] + [10 + i / 5 for i in range(50)])
+    vfr = VideoMeta(path="x.mp4", num_frames=350, fps=17.5, width=64, height=64, frame_times_s=times)
+    picks = fps_indices(vfr, 1.0, None)
+    assert [round(times[i], 6) for i in picks] == [float(k) for k in range(20)]
+    assert picks[:3] == (0, 30, 60) and picks[-1] == 345
 
 
 def test_invalid_settings_fail_clearly():

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,13 +59,24 @@ def process_results(doc, results):
 """
 
 
+# The same docs as a task of ours, for `harness score` on lmms-eval's samples file.
+OUR_TASK = """\
+task: harness_local
+dataset: {{files: [docs.json], root: "{root}"}}
+fields: {{id: id, video: video, question: question, options: options, answer: answer}}
+prompts: {{plain: {{user: "{{question}}"}}}}
+default_prompt: plain
+"""
+
+
 def test_lmms_eval_cli_runs_our_spec_on_a_task(write_test_video, tmp_path):
     if not LMMS_PYTHON.exists():
         pytest.fail(f"{LMMS_PYTHON} missing: create it with `make lmms-venv` (make test does this first)")
     videos = [write_test_video(f"v{i}.mp4", num_frames=24 + 8 * i, fps=4.0) for i in range(2)]
-    docs = tmp_path / "docs.json"
-    docs.write_text(json.dumps([{"video": str(v.path), "question": "What moves?\nA. a square\nB. a circle",
-                                 "answer": "A"} for v in videos]))
+    docs = tmp_path / "docs.json"  # lmms-eval runs in tmp_path, so the relative video names resolve for both
+    docs.write_text(json.dumps([{"id": f"q{i}", "video": v.path.name, "options": ["a square", "a circle"],
+                                 "question": "What moves?\nA. a square\nB. a circle", "answer": "A"}
+                                for i, v in enumerate(videos)]))
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     (tasks / "harness_local.yaml").write_text(LOCAL_TASK.format(docs=docs))
@@ -81,3 +93,18 @@ def test_lmms_eval_cli_runs_our_spec_on_a_task(write_test_video, tmp_path):
     lines = [json.loads(line) for line in samples.read_text().splitlines()]
     assert [line["doc_id"] for line in lines] == [0, 1]
     assert all(isinstance(line["filtered_resps"], str) and "accuracy" in line for line in lines)
+
+    # lmms-eval's samples file scored by `harness score` against the same docs as a task of ours
+    ours = tmp_path / "our_tasks"
+    ours.mkdir()
+    (ours / "harness_local.yaml").write_text(OUR_TASK.format(root=tmp_path))
+    done = subprocess.run([sys.executable, "-m", "harness", "score", "--task", "harness_local", "--predictions",
+                           str(samples), "--out", str(tmp_path / "scored")], capture_output=True, text=True,
+                          env={**env, "HARNESS_TASKS_DIR": str(ours)}, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    scored = [json.loads(line) for line in (tmp_path / "scored" / "samples.jsonl").read_text().splitlines()]
+    assert [(line["id"], line["raw_output"]) for line in scored] == [(f"q{i}", lines[i]["filtered_resps"])
+                                                                     for i in range(2)]
+    assert {line["status"] for line in scored} <= {"ok", "unparsed"}
+    summary = json.loads((tmp_path / "scored" / "summary.json").read_text())
+    assert summary["metrics"]["n"] == 2 and summary["protocol"]["extractor"]["name"] == "mcq_letter"
