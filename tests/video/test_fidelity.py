@@ -3,6 +3,8 @@ rotated files in display orientation from both backends, and failure messages th
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -125,3 +127,18 @@ def test_a_stream_that_fails_mid_video_records_no_frames_as_used(write_test_vide
     result = Pipeline(MODELS.get("vilamp-tiny-10k"), get_task("needle")).run(sample)
     assert result.status == "decode_error", result.error
     assert (result.n_frames_decoded, result.frame_indices, result.n_frames, result.keyframes) == (0, (), 0, ())
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_a_run_decodes_with_the_backend_it_names(write_test_video, backend):
+    from harness.data.tasks import get_task
+    from harness.evaluate import EvalRequest, resolve
+    from harness.run.pipeline import Pipeline
+
+    resolved = resolve(EvalRequest(task="needle", model="tiny-uniform", limit=1, video_backend=backend))
+    assert resolved.task.video_backend == backend and resolved.config["task_spec"]["video_backend"] == backend
+    video = write_test_video(num_frames=40, fps=10.0)
+    sample = dataclasses.replace(resolved.samples[0], video=str(video.path))
+    decoded = Pipeline(resolved.spec, resolved.task).decode(sample)
+    assert decoded.frames.backend == backend
+    assert get_task("needle").video_backend == "auto"  # the task's own default is untouched
