@@ -9,6 +9,8 @@ MODEL   ?= canary-uniform-1fps
 LIMIT   ?=
 WORKERS ?=
 GROUP   ?=
+SET     ?=  # spec overrides, e.g. SET="selector.n=64 reducer.keep_ratio=0.25"
+RESUME  ?=  # a run (or suite) directory to finish
 
 # Offline by default: no hub, W&B writes its run locally.
 export HF_HUB_OFFLINE ?= 1
@@ -17,7 +19,8 @@ export TRANSFORMERS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export RAY_USAGE_STATS_ENABLED := 0
 
-EVAL_ARGS := --task $(TASK) --model $(MODEL) $(if $(LIMIT),--limit $(LIMIT)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(GROUP),--group $(GROUP))
+EVAL_ARGS := --task $(TASK) --model $(MODEL) $(if $(LIMIT),--limit $(LIMIT)) $(if $(WORKERS),--workers $(WORKERS)) \
+             $(if $(GROUP),--group $(GROUP)) $(if $(strip $(SET)),--set $(SET)) $(if $(strip $(RESUME)),--resume $(RESUME))
 
 .PHONY: eval test bench venv clean lmms-venv lmms-parity extractor-report vllm-smoke needle-comparison
 

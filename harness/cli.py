@@ -43,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
                    help="model actors (default: number of cores)")
     e.add_argument("--threads-per-worker", type=_positive, default=1)
     e.add_argument("--prompt", default=None, help="prompt profile (default: the task's)")
+    e.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="change the spec's arguments: selector.n=64 reducer.keep_ratio=0.25 backbone.dtype=float16")
     e.add_argument("--video-backend", choices=("auto", "decord", "pyav"), default=None,
                    help="video decoder for probing and frames (default: the task's, auto: decord, PyAV fallback)")
     e.add_argument("--extractor", default=None,
@@ -165,7 +167,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from harness.run.runner import RunnerConfig
     request = EvalRequest(
         task=args.task, model=args.model, limit=args.limit, prompt=args.prompt, extractor=args.extractor,
-        video_backend=args.video_backend,
+        video_backend=args.video_backend, overrides=tuple(args.overrides),
         data_root=args.data_root,
         out=args.out, wandb=not args.no_wandb, group=args.group, resume=args.resume,
         runner=RunnerConfig(workers=args.workers, threads_per_worker=args.threads_per_worker, device=args.device,

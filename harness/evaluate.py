@@ -19,6 +19,7 @@ from harness.core.records import Sample, SampleResult
 from harness.core.status import ANSWERED
 from harness.data.samples import load_samples, resolve_root
 from harness.data.tasks import TaskSpec, get_task
+from harness.model.overrides import apply_overrides
 from harness.model.preflight import check_spec
 from harness.model.specs import MODELS, ModelSpec
 from harness.results.lmms_layout import write_lmms_layout
@@ -38,6 +39,7 @@ class EvalRequest:
     prompt: str | None = None  # prompt profile; the task's default when None
     extractor: str | None = None  # answer extractor ("lmms-eval": the task's parity one); the task's when None
     video_backend: str | None = None  # auto | decord | pyav; the task's when None
+    overrides: tuple[str, ...] = ()  # `--set component.key=value`: the spec's arguments changed (model/overrides.py)
     data_root: str | None = None
     out: str | None = None  # results root (default results/)
     wandb: bool = True
@@ -71,7 +73,7 @@ def resolve(request: EvalRequest) -> ResolvedRun:
     task = get_task(request.task)
     task = dataclasses.replace(task, extractor=extractor_name(task, request.extractor),  # the run's, resolved
                                video_backend=request.video_backend or task.video_backend)
-    spec = MODELS.get(request.model)
+    spec = apply_overrides(MODELS.get(request.model), request.overrides)
     task.prompt(request.prompt)  # an unknown profile names the valid ones
     check_spec(spec)
     samples = load_samples(task, request.data_root, request.limit)
@@ -85,7 +87,8 @@ def run_config(request: EvalRequest, task: TaskSpec, spec: ModelSpec) -> dict[st
         "task_version": task.version,
         "task_spec": dataclasses.asdict(task),
         "model": spec.name,
-        "model_spec": dataclasses.asdict(spec),
+        "model_spec": dataclasses.asdict(spec),  # the effective spec, overrides applied
+        "overrides": list(request.overrides),
         "prompt_profile": request.prompt or task.default_prompt,
         "extractor": task.extractor,
         "data_root": str(resolve_root(task, request.data_root)),

@@ -83,3 +83,22 @@ def test_a_spec_written_only_in_yaml_runs(tmp_path, specs_dir):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model_spec"]["reducer"] == {"name": "tome", "args": {"keep_ratio": 0.5}}
     assert Path(run_dir / "summary.json").is_file()
+
+
+def test_an_override_with_an_unknown_key(tmp_path):
+    done = harness(["eval", "--task", "needle", "--model", "tiny-uniform", "--set", "selector.nn=8", "--no-wandb"], {},
+                   tmp_path)
+    assert_fails_fast(done, tmp_path, "selector.nn=8", "unknown key(s) ['nn']", "allowed:", "'n'", "'fps'")
+
+
+def test_overrides_make_their_own_spec_and_hash():
+    from harness.evaluate import EvalRequest, config_hash, resolve
+
+    plain = resolve(EvalRequest(task="needle", model="tiny-uniform", limit=1))
+    changed = resolve(EvalRequest(task="needle", model="tiny-uniform", limit=1,
+                                  overrides=("selector.n=8", "reducer.name=tome", "reducer.keep_ratio=0.5")))
+    assert changed.spec.name == "tiny-uniform@selector.n=8,reducer.name=tome,reducer.keep_ratio=0.5"
+    assert changed.config["model_spec"]["selector"] == {"name": "uniform", "args": {"n": 8}}
+    assert changed.config["model_spec"]["reducer"] == {"name": "tome", "args": {"keep_ratio": 0.5}}
+    assert changed.config["overrides"] == ["selector.n=8", "reducer.name=tome", "reducer.keep_ratio=0.5"]
+    assert config_hash(changed.config) != config_hash(plain.config)

@@ -149,12 +149,12 @@ def load_specs(directory: Path) -> dict[str, ModelSpec]:
 
 def _file_specs(file: SpecFile, path: Path) -> Iterator[ModelSpec]:
     for entry in file.specs:
-        yield _resolve(entry, path)
+        yield resolve_entry(entry, path)
     if file.grid is not None:
         yield from _expand(file.grid, path)
 
 
-def _resolve(entry: SpecEntry, path: Path) -> ModelSpec:
+def resolve_entry(entry: SpecEntry, path: Path) -> ModelSpec:
     """The ModelSpec an entry stands for, with budget mode's tokens per frame filled in, checked by the preflight."""
     where = f"model {entry.name!r}"
     try:
@@ -210,7 +210,7 @@ def _expand(grid: Grid, path: Path) -> Iterator[ModelSpec]:
                 _fill(method.reducer, base.vars, f"{where}: reducer"), base.answer,
             )
             try:
-                spec = _resolve(entry, path)
+                spec = resolve_entry(entry, path)
             except Incompatible as exc:
                 rejected[base_name, method_name] = exc
                 continue
