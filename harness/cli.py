@@ -1,4 +1,4 @@
-"""Command line: `python -m harness {eval,score,rescore,compare,tasks,models,prepare,verify}`.
+"""Command line: `python -m harness {eval,sweep,score,rescore,compare,tasks,models,prepare,verify}`.
 
 Only this module maps errors to exit codes.
 """
@@ -35,8 +35,8 @@ def _env_int(name: str) -> int | None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness", description="Long-video VLM evaluation harness.")
     sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("eval", help="evaluate one model spec on one task")
-    e.add_argument("--task", default="needle", help="task name (see `harness tasks`)")
+    e = sub.add_parser("eval", help="evaluate one model spec on a task or a suite of tasks")
+    e.add_argument("--task", default="needle", help="a task, a suite, or a comma-separated list (see `harness tasks`)")
     e.add_argument("--model", default="canary-uniform-1fps", help="model spec (see `harness models`)")
     e.add_argument("--limit", type=_positive, default=None, help="only the first N samples")
     e.add_argument("--workers", type=_positive, default=_env_int("WORKERS") or os.cpu_count() or 1,
@@ -65,6 +65,19 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="results/<run_id> directories")
     c.add_argument("--out", type=Path, default=None, help="output directory (default: results/compare__<time>)")
     c.add_argument("--title", default=None, help="report title (default: task: model vs model)")
+    c.add_argument("--reference", default=None, metavar="MODEL",
+                   help="paired tests (McNemar, cluster bootstrap) of every run against this model's run of its task")
+    sw = sub.add_parser("sweep", help="run a matrix of specs × tasks × overrides, then compare the cells")
+    sw.add_argument("file", nargs="?", type=Path, default=None, help="a sweep YAML (sweeps/*.yaml)")
+    sw.add_argument("--task", default=None, help="inline sweep: tasks or suites, comma-separated")
+    sw.add_argument("--model", default=None, help="inline sweep: model specs, comma-separated")
+    sw.add_argument("--grid", nargs="+", action="extend", default=[], metavar="KEY=V1,V2",
+                    help="inline sweep: override values, one cell per combination (selector.n=8,16,32)")
+    sw.add_argument("--limit", type=_positive, default=None, help="only the first N samples of each task")
+    sw.add_argument("--reference", default=None, metavar="MODEL", help="paired tests against this cell")
+    sw.add_argument("--workers", type=_positive, default=_env_int("WORKERS") or os.cpu_count() or 1)
+    sw.add_argument("--out", default=None, help="results root (default: results/); the sweep is <out>/<sweep>")
+    sw.add_argument("--no-wandb", action="store_true", help="skip the W&B runs")
     sc = sub.add_parser("score", help="score a predictions file the harness did not produce")
     sc.add_argument("--task", required=True)
     sc.add_argument("--predictions", type=Path, required=True,
@@ -137,13 +150,33 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.run.runner import RunnerConfig
+    from harness.sweep import inline_sweep, load_sweep, run_sweep
+
+    if (args.file is None) == (args.task is None or args.model is None):
+        raise ConfigError("sweep: give a sweep FILE, or --task and --model (with --grid) for an inline sweep")
+    spec = load_sweep(args.file) if args.file else inline_sweep(args.task, args.model, args.grid, args.limit,
+                                                               args.reference)
+    done = run_sweep(spec, args.out, RunnerConfig(workers=args.workers), wandb=not args.no_wandb)
+    print(done["report"].read_text().split("## plots")[0].rstrip())
+    print(f"\nsweep: {done['sweep_dir']}  (comparison/compare.md, table.csv, paired.csv, {len(done['plots'])} plots)")
+    if "wandb" in done:
+        print(done["wandb"])
+    return 0
+
+
 def cmd_tasks() -> int:
-    from harness.data.tasks import discover, load_task_file
+    from harness.data.tasks import discover, discover_suites, load_task_file
 
     registry = discover()
     for name in registry.names():
         spec = load_task_file(registry.get(name))
         print(f"{name:<24} v{spec.version}  {spec.description}")
+    suites = discover_suites()
+    for name in suites.names():
+        suite = suites.get(name)
+        print(f"{name:<24} suite  {suite.description} [{', '.join(suite.tasks)}]")
     return 0
 
 
@@ -161,7 +194,7 @@ def cmd_models() -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from harness.evaluate import EvalRequest, evaluate, resolve
+    from harness.evaluate import EvalRequest, evaluate, resolve, resolve_all, run_suite, suite_name
     from harness.results.summary import render_markdown
     from harness.run.interrupt import stop_on_signals
     from harness.run.runner import RunnerConfig
@@ -174,6 +207,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
                             ray_address=args.ray_address, decode_workers=args.decode_workers,
                             sample_timeout_s=args.sample_timeout, max_retries=args.max_retries),
     )
+    if suite_name(args.task) is not None:  # several tasks: one queue, a run directory each, the suite table
+        runs = resolve_all(request)  # all checked before Ray or a directory exists
+        with stop_on_signals():
+            suite = run_suite(request, runs)
+        print()
+        print(suite.table.read_text())
+        for outcome in suite.outcomes:
+            print(f"{outcome.summary.config['task']}: {outcome.run_dir}")
+        print(f"suite: {suite.suite_dir}")
+        return 0
     resolved = resolve(request)  # every name, argument, hook and the data checked: before Ray or a run directory
     with stop_on_signals():  # SIGINT and SIGTERM close the journal; `main` prints how to resume
         outcome = evaluate(request, resolved)
@@ -192,7 +235,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.results.compare import compare, publish_wandb_report
 
     out = args.out or results_dir() / f"compare__{time.strftime('%Y%m%d-%H%M%S')}"
-    done = compare(args.run_dirs, out, args.title)
+    done = compare(args.run_dirs, out, args.title, args.reference)
     print(done["report"].read_text().split("## plots")[0].rstrip())
     print(f"\ncomparison: {out}  (compare.md, compare.csv, {len(done['plots'])} plots)")
     print(publish_wandb_report(done["runs"], done["title"], done["report"]))
@@ -225,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_verify(args)
         if args.command in ("score", "rescore"):
             return cmd_score(args)
+        if args.command == "sweep":
+            return cmd_sweep(args)
         return cmd_eval(args)
     except (UnknownNameError, ConfigError, CompareError) as exc:
         print(f"error: {exc}", file=sys.stderr)

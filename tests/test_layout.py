@@ -14,7 +14,8 @@ HARNESS = Path(__file__).resolve().parents[1] / "harness"
 # The path a sample takes, earliest first: a module may import its own stage and earlier ones only.
 STAGES = ("core", "hf", "data", "video", "methods", "backbones", "vilamp", "model", "scoring", "run", "canary",
           "results", "interop", "bench")  # fmt: skip
-ENTRY_POINTS = frozenset({"harness", "harness.__main__", "harness.cli", "harness.evaluate"})  # may import anything
+# may import anything
+ENTRY_POINTS = frozenset({"harness", "harness.__main__", "harness.cli", "harness.evaluate", "harness.sweep"})
 MAX_LINES = 400
 REMOVED_NAMES = re.compile(r"set_token_rows|_token_rows|_encoded")  # the grep: per-sample backbone state
 ANSWERED = frozenset({"ok", "unparsed"})

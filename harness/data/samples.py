@@ -87,8 +87,8 @@ def load_samples(task: TaskSpec, data_root: str | Path | None = None, limit: int
     rows = load_rows(task, root, files)
     if limit is not None:
         rows = rows[:limit]
-    where = str(files[0]) if files else task.source
     rows = adapt_rows(task, rows, str(files[0]) if files else ", ".join(task.dataset.files))
+    where = str(files[0]) if files else task.source  # rows are numbered in the file they came from
     return [row_to_sample(task, row, root, f"{where}: row {i}") for i, row in enumerate(rows)]
 
 

@@ -1,6 +1,7 @@
-"""Task specs: one YAML per benchmark under tasks/, resolved into a frozen `TaskSpec`.
+"""Task specs: one YAML per benchmark under tasks/, resolved into a frozen `TaskSpec`; suites of tasks.
 
-Files whose name starts with `_` are templates for `include:` and are not tasks themselves.
+Files whose name starts with `_` are templates for `include:` and are not tasks themselves. A file with a
+`suite:` key instead of `task:` names several tasks run as one (`SuiteSpec`: `--task long4`).
 """
 
 from __future__ import annotations
@@ -121,33 +122,75 @@ def load_task_file(path: Path) -> TaskSpec:
     return spec
 
 
+@dataclass(frozen=True)
+class SuiteSpec:
+    """Tasks run as one: one cluster, one queue across them, one run directory per task (`harness.suite`)."""
+
+    suite: str
+    tasks: tuple[str, ...]
+    description: str = ""
+    source: str = ""
+
+
 # The last discovery per tasks directory (resolved), with the (path, mtime, size) of every YAML under it then:
 # a run calls `get_task` several times, and tests point HARNESS_TASKS_DIR at temp dirs they then edit.
-_DISCOVERED: dict[Path, tuple[tuple[tuple[str, int, int], ...], Registry[Path]]] = {}
+_DISCOVERED: dict[Path, tuple[tuple[tuple[str, int, int], ...], Registry[Path], Registry[SuiteSpec]]] = {}
 
 
-def discover(directory: Path | None = None) -> Registry[Path]:
-    """Every task YAML under `directory`, keyed by its `task:` name; parse errors are raised, never hidden.
-
-    Rescanned only when a YAML under the directory was added, removed or changed since the last call.
-    """
+def _scan(directory: Path | None) -> tuple[Registry[Path], Registry[SuiteSpec]]:
+    """Every task YAML (by its `task:` name) and suite (by its `suite:` name) under `directory`; parse errors are
+    raised, never hidden. Rescanned only when a YAML under the directory was added, removed or changed."""
     directory = directory or tasks_dir()
     paths = sorted(directory.glob("**/*.yaml"))
     stamp = tuple((str(p), (st := p.stat()).st_mtime_ns, st.st_size) for p in paths)
     cached = _DISCOVERED.get(directory.resolve())
     if cached is not None and cached[0] == stamp:
-        return cached[1]
-    registry: Registry[Path] = Registry("task")
+        return cached[1], cached[2]
+    tasks: Registry[Path] = Registry("task")
+    suites: Registry[SuiteSpec] = Registry("suite")
     for path in paths:
         if path.name.startswith("_"):
             continue
-        name = load_yaml(path).get("task")
+        data = load_yaml(path)
+        if "suite" in data:
+            suites.register(str(data["suite"]), build(SuiteSpec, {**data, "source": str(path)}, where=str(path)))
+            continue
+        name = data.get("task")
         if not isinstance(name, str):
-            raise ConfigError(f"{path}: missing the `task:` name")
-        registry.register(name, path)
-    _DISCOVERED[directory.resolve()] = (stamp, registry)
-    return registry
+            raise ConfigError(f"{path}: missing the `task:` name (or `suite:` with its `tasks:`)")
+        tasks.register(name, path)
+    _DISCOVERED[directory.resolve()] = (stamp, tasks, suites)
+    return tasks, suites
+
+
+def discover(directory: Path | None = None) -> Registry[Path]:
+    """Every task YAML under `directory`, keyed by its `task:` name."""
+    return _scan(directory)[0]
+
+
+def discover_suites(directory: Path | None = None) -> Registry[SuiteSpec]:
+    """Every suite under `directory`, keyed by its `suite:` name."""
+    return _scan(directory)[1]
 
 
 def get_task(name: str, directory: Path | None = None) -> TaskSpec:
     return load_task_file(discover(directory).get(name))
+
+
+def task_names(selection: str, directory: Path | None = None) -> tuple[str, ...]:
+    """The tasks `--task` names: a task, a suite, or a comma-separated list of either (in order, no repeats); an
+    unknown name is one ConfigError naming the valid tasks and suites."""
+    tasks, suites = _scan(directory)
+    names: list[str] = []
+    for part in (p.strip() for p in selection.split(",")):
+        if part in suites:
+            found = suites.get(part).tasks
+        elif part in tasks:
+            found = (part,)
+        else:
+            raise ConfigError(f"unknown task or suite {part!r}; tasks: {', '.join(tasks)}; "
+                              f"suites: {', '.join(suites) or 'none'}")
+        names += [n for n in found if n not in names]
+    for name in names:
+        tasks.get(name)  # a suite naming a missing task fails here, with the valid names
+    return tuple(names)

@@ -101,11 +101,19 @@ def figures(runs: Sequence[tuple[str, Run]]) -> dict[str, Any]:
 
 
 def render_report(runs: Sequence[tuple[str, Run]], rows: Sequence[dict[str, Any]], plots: dict[str, dict[str, Any]],
-                  title: str) -> str:
+                  title: str, table: Sequence[dict[str, Any]] = (), paired: Sequence[dict[str, Any]] = (),
+                  reference: str | None = None) -> str:
     same = all(row["run"] == row["model"] for row in rows)  # the label column only matters when it differs
     head = [{k: v for k, v in row.items() if "=" not in k and k != "run_id" and not (same and k == "run")}
             for row in rows]
     parts = [f"# {title}", "", markdown_table(head), ""]
+    if table:
+        parts += ["## specs × tasks", "", "accuracy (MLVU: M-Avg) ± clustered s.e. · mean visual tokens · latency p50",
+                  "", markdown_table(list(table)), ""]
+    if paired:
+        parts += [f"## paired against {reference}", "", "difference in points (candidate − reference) on the "
+                  "samples both runs hold, its 95% paired cluster-bootstrap interval, discordant pairs (wins / "
+                  "losses) and McNemar's exact p", "", markdown_table(list(paired)), ""]
     keys = list(dict.fromkeys(k for _, r in runs for k in r.summary["metrics"]["breakdowns"]))
     for key in keys:
         parts += [f"## accuracy by {key}", "", markdown_table(breakdown_table(runs, key)), ""]
@@ -115,8 +123,51 @@ def render_report(runs: Sequence[tuple[str, Run]], rows: Sequence[dict[str, Any]
     return "\n".join(parts)
 
 
-def compare(run_dirs: Sequence[Path], out: Path, title: str | None = None) -> dict[str, Any]:
-    """Write the comparison of `run_dirs` into `out`; returns {"rows", "plots", "report"}."""
+def paired_rows(runs: Sequence[tuple[str, Run]], reference: str) -> list[dict[str, Any]]:
+    """Each run against the reference spec's run of the same task, on the samples both hold."""
+    from harness.results.experiment import paired_test
+
+    by_task = {run.summary["config"]["task"]: run for _, run in runs if run.label == reference}
+    if not by_task:
+        raise CompareError(f"--reference {reference!r} is none of the compared runs' models: "
+                           f"{', '.join(sorted({run.label for _, run in runs}))}")
+    rows = []
+    for label, run in runs:
+        task = run.summary["config"]["task"]
+        base = by_task.get(task)
+        if base is None or base is run:
+            continue
+        cluster = run.summary["config"].get("task_spec", {}).get("metric", {}).get("cluster_key", "video_id")
+        t = paired_test(run.results, base.results, cluster)
+        rows.append({"task": task, "run": label, "vs": reference, "n": t.n, "difference": round(t.difference, 2),
+                     "ci95": f"[{t.ci_low:.1f}, {t.ci_high:.1f}]", "wins": t.only_candidate,
+                     "losses": t.only_reference, "mcnemar_p": round(t.p_value, 4)})
+    return rows
+
+
+def experiment_figures(runs: Sequence[tuple[str, Run]]) -> dict[str, Any]:
+    """Accuracy against visual tokens and against frames, per method, with the Pareto frontier (per task)."""
+    from harness.results.experiment import curves
+
+    out = {}
+    tasks = list(dict.fromkeys(run.summary["config"]["task"] for _, run in runs))
+    for task in tasks:
+        mine = [(label, run.summary) for label, run in runs if run.summary["config"]["task"] == task]
+        suffix = "" if len(tasks) == 1 else f"__{task}"
+        for cost, xlabel in (("visual_tokens_mean", "visual tokens per sample (mean)"),
+                             ("frames_used_mean", "frames reaching the model per sample (mean)")):
+            points = [(label, float(s["cost"][cost]), float(s["metrics"]["accuracy"])) for label, s in mine]
+            name = "accuracy_vs_" + ("visual_tokens" if cost.startswith("visual") else "frames") + "_curves"
+            out[name + suffix] = curves(points, xlabel, f"{task}: accuracy vs {xlabel.split(' per')[0]}")
+    return out
+
+
+def compare(run_dirs: Sequence[Path], out: Path, title: str | None = None,
+            reference: str | None = None) -> dict[str, Any]:
+    """Write the comparison of `run_dirs` into `out`: the per-run table and breakdowns, the specs × tasks table,
+    plots (accuracy-vs-cost curves with the Pareto frontier among them) and, given a `reference` spec, paired
+    tests against it; returns {"rows", "plots", "report", "runs", "title", "paired"}."""
+    from harness.results.experiment import task_table
     from harness.results.plots import save
 
     if not run_dirs:
@@ -131,11 +182,21 @@ def compare(run_dirs: Sequence[Path], out: Path, title: str | None = None) -> di
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    plots = {name: save(fig, out / f"{name}.png") for name, fig in figures(runs).items()}
+    plots = {name: save(fig, out / f"{name}.png")
+             for name, fig in {**figures(runs), **experiment_figures(runs)}.items()}
     (out / "plots.json").write_text(json.dumps(plots, indent=2))
-    report = render_report(runs, rows, plots, title)
+    _, table = task_table([run.summary for _, run in runs])
+    paired = paired_rows(runs, reference) if reference else []
+    for name, data in (("table.csv", table), ("paired.csv", paired)):
+        if data:
+            with (out / name).open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in data for k in row)))
+                writer.writeheader()
+                writer.writerows(data)
+    report = render_report(runs, rows, plots, title, table, paired, reference)
     (out / "compare.md").write_text(report)
-    return {"rows": rows, "plots": plots, "report": out / "compare.md", "runs": runs, "title": title}
+    return {"rows": rows, "plots": plots, "report": out / "compare.md", "runs": runs, "title": title,
+            "paired": paired, "table": table}
 
 
 # The W&B report's panels: (kind, title, x key, y keys), keys as the sink writes them (summary `metrics/…`, `cost/…`;

@@ -11,7 +11,6 @@ scales (VideoMME and MLVU in percent, LongVideoBench and EgoSchema as fractions)
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ from typing import Any
 
 from harness.core.records import Sample, SampleResult
 from harness.data.samples import LETTERS
+from harness.results.summary import headline
 
 
 @dataclass(frozen=True)
@@ -77,12 +77,6 @@ def doc_metrics(task: str, result: SampleResult, meta: dict[str, Any] | None = N
     return {"accuracy": score}
 
 
-def _headline(metrics: Mapping[str, Any]) -> float | None:
-    """Our headline (0–100): M-Avg where the task defines it, else accuracy; None when unscored."""
-    value = metrics.get("mavg", metrics.get("accuracy"))
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-
-
 def _sanitize(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "__", model)
 
@@ -102,8 +96,8 @@ def write_lmms_layout(
     out.mkdir(parents=True, exist_ok=True)
     date_id = time.strftime("%Y%m%d_%H%M%S")
     key = f"{spec.metric},none"
-    headline = _headline(metrics)
-    value: Any = "N/A" if headline is None else headline * spec.scale / 100.0
+    figure = headline(metrics)
+    value: Any = "N/A" if figure is None else figure * spec.scale / 100.0
     stderr = metrics.get("accuracy_stderr")
     stderr_value: Any = "N/A" if stderr is None or spec.metric == "mlvu_percetion_score" \
         else float(stderr) * spec.scale / 100.0

@@ -141,7 +141,8 @@ def score_predictions(task_name: str, predictions: Path, *, annotations: str | N
     config = {"task": task.task, "task_version": task.version, "task_spec": dataclasses.asdict(task), "model": model,
               "model_spec": {}, "prompt_profile": None, "extractor": task.extractor,
               "data_root": str(resolve_root(task, data_root)), "limit": None,
-              "predictions": str(Path(predictions).resolve()), "annotations": annotations}
+              "predictions": str(Path(predictions).resolve()),
+              "annotations": str(Path(annotations).expanduser().resolve()) if annotations else None}
     run_id = f"{task.task}__score-{model}__{time.strftime('%Y%m%d-%H%M%S')}"
     config["run_id"] = run_id
     out_dir = Path(out) if out else results_dir() / run_id
@@ -158,7 +159,8 @@ def rescore(run_dir: Path, extractor: str | None = None, out: str | None = None)
         raise ConfigError(f"{run_dir}: no readable config.json ({exc}); pass a results/<run_id> directory") from exc
     task = get_task(config["task"])
     task = dataclasses.replace(task, extractor=extractor_name(task, extractor))
-    samples = {s.id: s for s in load_samples(task, config.get("data_root"), config.get("limit"))}
+    samples = {s.id: s for s in load_samples(task, config.get("data_root"), config.get("limit"),
+                                             annotations=config.get("annotations"))}  # what a `score` read
     scorer = TaskScorer(task, config.get("prompt_profile"))
     results = []
     for result in read_journal(run_dir / "samples.jsonl"):
@@ -176,7 +178,8 @@ def rescore(run_dir: Path, extractor: str | None = None, out: str | None = None)
     results.sort(key=lambda r: r.id)
     previous = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
     wall_s = float(previous.get("cost", {}).get("wall_s", 0.0))
-    config = {**config, "extractor": task.extractor, "task_spec": dataclasses.asdict(task),
-              "rescored_from": config.get("run_id", run_dir.name)}
+    source = config.get("run_id", run_dir.name)
+    config = {**config, "extractor": task.extractor, "task_spec": dataclasses.asdict(task), "rescored_from": source,
+              "run_id": f"{source}__rescore-{task.extractor}"}
     out_dir = Path(out) if out else run_dir / f"rescore__{task.extractor}"
     return out_dir, _write(out_dir, results, task, config, wall_s)

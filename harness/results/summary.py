@@ -9,6 +9,7 @@ import hashlib
 import importlib.metadata
 import inspect
 import json
+import math
 import platform
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -140,6 +141,12 @@ def breakdown_cost(results: Sequence[SampleResult], breakdown_keys: Sequence[str
             "peak_memory_mean_mb": _mean([r.peak_rss_mb for r in group]),
         } for value, group in sorted(groups.items())}
     return out
+
+
+def headline(metrics: Mapping[str, Any]) -> float | None:
+    """A run's headline figure (0–100): M-Avg where the task defines it, else accuracy; None when unscored."""
+    value = metrics.get("mavg", metrics.get("accuracy"))
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 def code_sha(obj: Any) -> str | None:

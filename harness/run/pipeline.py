@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import traceback
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ from harness.model.video_model import Decoded, VideoModel, subset
 from harness.scoring.scorer import TaskScorer
 from harness.video.reader import VideoError
 
-__all__ = ["Decoded", "Pipeline", "decodes_in_model", "failure"]
+__all__ = ["Decoded", "Pipeline", "decodes_in_model", "failure", "pipelines"]
 
 
 def needle_retained(sample: Sample, frames: Frames) -> bool | None:
@@ -35,6 +36,12 @@ def needle_retained(sample: Sample, frames: Frames) -> bool | None:
     return all(
         any(start - eps <= t < end - eps for t in frames.timestamps_s) for start, end in sample.evidence_spans_s
     )
+
+
+def pipelines(spec: ModelSpec, tasks: Sequence[TaskSpec], prompt_profile: str | None = None) -> dict[str, Pipeline]:
+    """One pipeline per task, by task name, all on one VideoModel (one backbone)."""
+    model = VideoModel(spec)
+    return {task.task: Pipeline(spec, task, prompt_profile, model) for task in tasks}
 
 
 def decodes_in_model(spec: ModelSpec) -> bool:
@@ -77,10 +84,13 @@ def error_text(exc: BaseException, status: Status) -> str:
 
 
 class Pipeline:
-    def __init__(self, spec: ModelSpec, task: TaskSpec, prompt_profile: str | None = None) -> None:
+    """`model`: a VideoModel to share (the pipelines of a suite's tasks in one actor load the backbone once)."""
+
+    def __init__(self, spec: ModelSpec, task: TaskSpec, prompt_profile: str | None = None,
+                 model: VideoModel | None = None) -> None:
         self.spec = spec
         self.task = task
-        self.model = VideoModel(spec)
+        self.model = model or VideoModel(spec)
         self.scorer = TaskScorer(task, prompt_profile)
 
     @property

@@ -25,7 +25,7 @@ from harness.core.records import Sample, SampleResult
 from harness.core.status import Status, failure_status, first_line
 from harness.data.tasks import TaskSpec
 from harness.model.specs import ModelSpec
-from harness.run.pipeline import Decoded, Pipeline, decodes_in_model, failure
+from harness.run.pipeline import Decoded, decodes_in_model, failure, pipelines
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,11 @@ class DecodeInfo:
 class DecodeWorker:
     """A Ray actor body: probes, plans, decodes and selects frames on the CPU; never loads the model."""
 
-    def __init__(self, spec: ModelSpec, task: TaskSpec, prompt: str | None) -> None:
+    def __init__(self, spec: ModelSpec, tasks: tuple[TaskSpec, ...], prompt: str | None) -> None:
         import torch
 
         torch.set_num_threads(1)
-        self.pipeline = Pipeline(spec, task, prompt)
+        self.pipelines = pipelines(spec, tasks, prompt)
 
     def ready(self) -> str:
         import ray
@@ -96,7 +96,7 @@ class DecodeWorker:
     def decode(self, sample: Sample) -> tuple[DecodeInfo | SampleResult, Decoded | None]:
         timer = StageTimer()
         with PeakMemory() as memory, timer("total"):
-            decoded = self.pipeline.decode(sample)
+            decoded = self.pipelines[sample.task].decode(sample)
         if isinstance(decoded, SampleResult):
             timings = {**decoded.timings_s, "total": timer.seconds["total"]}
             return dataclasses.replace(decoded, timings_s=timings, peak_rss_mb=round(memory.peak_mb, 1)), None
@@ -106,28 +106,28 @@ class DecodeWorker:
 class ModelWorker:
     """A Ray actor body: loads the model once, then runs samples one at a time."""
 
-    def __init__(self, spec: ModelSpec, task: TaskSpec, prompt: str | None, threads: int, device: str) -> None:
+    def __init__(self, spec: ModelSpec, tasks: tuple[TaskSpec, ...], prompt: str | None, threads: int, device: str):
         import torch
 
         torch.set_num_threads(threads)
         self.device = device
-        self.pipeline = Pipeline(spec, task, prompt)
+        self.pipelines = pipelines(spec, tasks, prompt)
 
     def ready(self) -> str:
-        self.pipeline.backbone  # load weights before the clock starts
+        next(iter(self.pipelines.values())).backbone  # load weights (shared by the tasks) before the clock starts
         import ray
 
         return ray.get_runtime_context().get_actor_id()
 
     def run(self, sample: Sample) -> SampleResult:
         """Both halves here (selectors that stream their frames, or `decode_in_model`)."""
-        return self.pipeline.run(sample, self.device)
+        return self.pipelines[sample.task].run(sample, self.device)
 
     def infer(self, sample: Sample, decoded: Decoded, info: DecodeInfo) -> SampleResult:
         """The model half on frames a decode worker produced; time and memory cover both halves."""
         timer = StageTimer()
         with PeakMemory(self.device) as memory, timer("infer"):
-            result = self.pipeline.infer(sample, decoded)
+            result = self.pipelines[sample.task].infer(sample, decoded)
         timings = {**result.timings_s, "decode_total": info.seconds, "infer_total": timer.seconds["infer"],
                    "total": info.seconds + timer.seconds["infer"]}
         # The sample's peak over the two processes that held it (each figure includes its process's baseline).
@@ -225,15 +225,16 @@ class Runner:
 
     >>> stats = Runner(samples, spec, task, None, RunnerConfig(workers=2), journal.append).run()
 
-    `model_worker` is the model actor's class (a ModelWorker; tests pass one that dies on a chosen sample).
+    `tasks`: one task or a suite's (one queue; each sample runs through its own task's pipeline). `model_worker`:
+    the model actor's class (a ModelWorker; tests pass one that dies on a chosen sample).
     """
 
-    def __init__(self, samples: Sequence[Sample], spec: ModelSpec, task: TaskSpec, prompt: str | None,
-                 config: RunnerConfig, on_result: Callable[[SampleResult], None],
+    def __init__(self, samples: Sequence[Sample], spec: ModelSpec, tasks: TaskSpec | Sequence[TaskSpec],
+                 prompt: str | None, config: RunnerConfig, on_result: Callable[[SampleResult], None],
                  model_worker: type[ModelWorker] = ModelWorker) -> None:
-        self.spec, self.task, self.prompt, self.config = spec, task, prompt, config
-        self.on_result = on_result
-        self.model_worker = model_worker
+        self.spec, self.prompt, self.config, self.tasks = spec, prompt, config, tuple(
+            (tasks,) if isinstance(tasks, TaskSpec) else tasks)
+        self.on_result, self.model_worker = on_result, model_worker
         self.in_model = config.decode_in_model or decodes_in_model(spec)
         self.stats = RunStats()
         self.pending: deque[_Queued] = deque(_Queued(s, 1, None) for s in longest_first(samples))
@@ -295,7 +296,7 @@ class Runner:
 
         model_cls = ray.remote(max_restarts=0, **model_opts)(self.model_worker)
         decode_cls = ray.remote(max_restarts=0, num_cpus=decode_cpus)(DecodeWorker)
-        args = (self.spec, self.task, self.prompt)
+        args = (self.spec, self.tasks, self.prompt)
         session = ray.get_runtime_context().get_job_id()  # handles die with the cluster they belong to
         model_key = (session, self.model_worker, *args, config.threads_per_worker, config.device, repr(model_opts))
         decode_key = (session, *args, decode_cpus)

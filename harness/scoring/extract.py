@@ -45,7 +45,7 @@ _ROLE = re.compile(r"(?:<\|im_start\|>\s*assistant|<\|assistant\|>|###\s*(?:assi
                    r"\b(?:assistant|gpt|bot)\s*(?::|\n))", re.I)
 _NEW_TURN = re.compile(r"<\|im_end\|>|<\|im_start\|>|</s>|^[ \t]*(?:question|user|human|###\s*(?:instruction|human|user))"
                        r"\s*:|\b(?:USER|Human):", re.M | re.I)
-_MARKUP = re.compile(r"\*\*|__|`|^\s*#+\s*|^\s*>\s*|^\s*[-*•+]\s+", re.M)
+_MARKUP = re.compile(r"\*\*|__|`|^[ \t]*#+[ \t]*|^[ \t]*>[ \t]*|^[ \t]*[-*•+][ \t]+", re.M)
 _JSON_KEYS = ("answer", "final_answer", "choice", "option", "prediction", "pred", "letter", "selected_option")
 
 
@@ -55,6 +55,7 @@ def normalise(reply: str) -> str:
     to any turn the model invented after its answer), markdown and pictographs (✅)."""
     text = _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", reply)).translate(_CJK)
     text = _NOT_APPLICABLE.sub(" not applicable ", _THINK.sub(" ", text))
+    text = text.split("<think>")[0]  # reasoning cut off before its end holds no answer
     text = _FENCE.sub(lambda m: m.group(1), text)
     role = _ROLE.search(text)
     if role:
@@ -85,22 +86,24 @@ def _json_answer(text: str) -> str:
 
 # ---------------------------------------------------------------- letters and what surrounds them
 
-_OPEN, _CLOSE = r"[\(\[\"'{<]*", r"[\)\]\"'}>]*"
+_OPEN, _CLOSE = r"[\(\[\"'{<]{0,3}", r"[\)\]\"'}>]{0,3}"  # bounded: a run of brackets costs nothing
 _LETTER = rf"{_OPEN}(?P<l>[A-Za-z]){_CLOSE}(?![A-Za-z0-9])"
 # what may follow the letter of an explicit choice ("the answer is C." / "C because…"), so that "the answer is a
 # dog" or "the answer is A video…" is not read as a letter
-_ENDS = r"(?=\s*$|\s*[.,;:!?)\]\"'\n]|\s+(?:because|since|as|which|given|based|due|here|now)\b|\s+[-–—])"
-_VERDICT = r"(?:correct|right|best|better|most\s+(?:likely|accurate|appropriate|plausible|suitable|fitting))"
+_ENDS = (r"(?!\s*(?:,|/|&|\band\b|\bor\b)\s*[\(\[\"']?[A-Z](?![A-Za-z0-9]))"  # not the first of a list: "A, B"
+         r"(?=\s*$|\s*[.,;:!?)\]\"'\n]|\s+(?:because|since|as|which|given|based|due|here|now)\b|\s+[-–—])")
+_VERDICT = (r"(?:correct|right|best|better|(?:most|more)\s+(?:likely|accurate|appropriate|plausible|suitable|"
+            r"fitting|consistent))")
 # rank 2: a stated answer; rank 1: a bare "option X" / "choice X" (discussion also says "Option A: …")
 _EXPLICIT: tuple[tuple[int, re.Pattern[str]], ...] = tuple((rank, re.compile(p, re.I)) for rank, p in (
-    (2, r"\b(?:answer|(?:correct|right|best|final|most\s+\w+)\s+(?:option|choice))\b[\"']?\s*"
-        r"(?:is|would\s+be|should\s+be|will\s+be|must\s+be|=|:|-|–|—)?\s*(?:option\s+|choice\s+|letter\s+)?"
-        + _LETTER + _ENDS),
+    (2, r"(?<!wrong\s)(?<!incorrect\s)(?<!false\s)\b(?:answer|(?:correct|right|best|final|most\s+\w+)\s+"
+        r"(?:option|choice))\b[\"']?(?:\s*(?:is|would\s+be|should\s+be|will\s+be|must\s+be|=|:|-|–|—))?\s*"
+        r"(?:option\s+|choice\s+|letter\s+)?" + _LETTER + _ENDS),
     (2, r"\b(?:choose|chose|select|pick|go\s+with|going\s+with|opt\s+for)\s+(?:option\s+|choice\s+|answer\s+)?"
         + _LETTER + _ENDS),
-    (2, r"\b(?:it\s+is|it's|it\s+must\s+be|so|thus|therefore|hence)\s*,?\s*(?:option\s+)?" + _LETTER + _ENDS),
-    (2, r"\b(?:actually|wait|instead|correction|on\s+second\s+thought|rather)\b\s*[,:]?\s*(?:it'?s\s+|it\s+is\s+)?"
-        r"(?:option\s+)?" + _LETTER + _ENDS),  # a self-correction: "A... wait, actually C."
+    (2, r"\b(?:it\s+is|it's|it\s+must\s+be|so|thus|therefore|hence)(?:\s*,)?\s*(?:option\s+)?" + _LETTER + _ENDS),
+    (2, r"\b(?:actually|wait|instead|correction|on\s+second\s+thought|rather|no)\b[,:.!]?\s*(?:it'?s\s+|it\s+is\s+)?"
+        r"(?:option\s+)?" + _LETTER + _ENDS),  # a self-correction: "A... wait, actually C.", "B? No, C."
     (2, rf"(?<![A-Za-z0-9]){_LETTER}\s+(?:is|seems|looks|appears)\s+(?:to\s+be\s+)?(?:the\s+)?{_VERDICT}\b"),
     (2, rf"(?<![A-Za-z0-9]){_LETTER}\s+(?:fits|matches|works|suits)\s+(?:\w+\s+)?(?:better|best)\b"),
     (2, r"\\boxed\{\s*(?:\\text\{)?\s*(?P<l>[A-Za-z])\s*\}?\s*\}"),
@@ -108,10 +111,11 @@ _EXPLICIT: tuple[tuple[int, re.Pattern[str]], ...] = tuple((rank, re.compile(p, 
     (1, r"\b(?:option|choice)\b\s*(?:is|:)?\s*" + _LETTER + _ENDS),
 ))
 _NEGATED_BEFORE = re.compile(r"(?:\bnot|n't|\bnever|\brather\s+than|\binstead\s+of|\bexcept|\bother\s+than|"
-                             r"\bexclud\w*|\beliminat\w*|\brule\s+out)\s+(?:option\s+|choice\s+|answer\s+)?"
-                             + _OPEN + r"$", re.I)
-_NEGATED_AFTER = re.compile(_CLOSE + r"\s+(?:is|seems|looks|appears)\s+(?:not\b|incorrect|wrong|false|unlikely|"
-                            r"less\s+likely|implausible)", re.I)
+                             r"\bexclud\w*|\beliminat\w*|\brule\s+out)\s+(?:(?:choose|select|pick|say|go\s+with)\s+)?"
+                             r"(?:option\s+|choice\s+|answer\s+)?" + _OPEN + r"$", re.I)
+_NEGATED_AFTER = re.compile(_CLOSE + r"(?:\s+(?:is|seems|looks|appears)\s+(?:not\b|incorrect|wrong|false|unlikely|"
+                            r"less\s+likely|implausible)|\s*:\s*(?:does\s+not|doesn't|no\b|not\b|incorrect|wrong))",
+                            re.I)  # "D is wrong", "Option B: does not match"
 # after "A" these say it is a letter, not the article: "A or B", "A because…"
 _CONNECTIVES = frozenset("or and nor but vs versus because since as is was seems fits looks would could "
                          "should might matches".split())
@@ -120,7 +124,7 @@ _APPOSITIVE = re.compile(r", (?:the|a|who|our)\b")  # "C, the camera wearer, …
 _TOKEN = re.compile(r"(?<![A-Za-z0-9'])(?P<l>[A-Z])(?P=l)*(?![A-Za-z0-9'])")  # "C", and "DDDD" (a stuck decoder)
 _LEADING = re.compile(rf"^{_OPEN}(?P<l>[A-Za-z]){_CLOSE}(?=$|[\s.,:;)\]!?-])")
 _LIST_LABEL = re.compile(rf"^[ \t]*{_OPEN}(?P<l>[A-Z])(?:[\).:]|[ \t]*$)", re.M)  # "(A) …", "B." or "C" alone
-_AMBIGUOUS_PAIR = re.compile(_CLOSE + r"\s*(?:,|/|&|\bor\b|\band\b)\s*" + _OPEN + r"[A-Z](?![A-Za-z0-9])")
+_CORRECTION = re.compile(r"\b(?:wait|actually|correction|on\s+second\s+thought|no,)", re.I)
 
 
 def _next_word(text: str, end: int) -> str:
@@ -138,6 +142,8 @@ class _Reader:
         self.subjects = {ch for ch in self.valid
                          if sum(bool(re.search(rf"(?<![A-Za-z]){ch}(?![A-Za-z])", o)) for o in options) >= 2}
         self.matched, self.text = _mask_options(text, options)
+        # another option letter right after the first, however joined: "A or B", "B/E", "A, B", "A B C D"
+        self.pair = re.compile(_CLOSE + rf"\s*(?:(?:,|/|&|\bor\b|\band\b)\s*)?{_OPEN}[{self.valid}](?![A-Za-z0-9])")
 
     def letter(self, ch: str, start: int, end: int, explicit: bool = False) -> int | None:
         """The option index of letter `ch` at [start, end), or None when it is not an answer there."""
@@ -162,12 +168,21 @@ class _Reader:
                 index = self.letter(match.group("l"), match.start("l"), match.end("l"), explicit=True)
                 if index is not None:
                     found.append((rank, match.start("l"), index))
-        return max(found)[2] if found else None
+        if not found:
+            return None
+        top = max(found)
+        if top[0] == 1 and len({index for rank, _, index in found if rank == 1}) > 1:
+            return None  # "Option A: … Option B: …" discusses the options; it does not choose one
+        return top[2]
 
     def leading(self) -> int | None:
         match = _LEADING.match(self.text)
-        if not match or _AMBIGUOUS_PAIR.match(self.text, match.end("l")):
+        if not match or self.pair.match(self.text, match.end("l")):
             return None
+        correction = _CORRECTION.search(self.text, match.end("l"))
+        if correction:  # "B. Wait, no — … C.": the opening letter was taken back for the one after it, if any
+            after = {self.letter(m.group("l"), m.start(), m.end()) for m in _TOKEN.finditer(self.text, correction.end())}
+            return (after - {None}).pop() if len(after - {None}) == 1 else None
         if len({m.group("l") for m in _LIST_LABEL.finditer(self.text)}) > 1:
             return None  # "(A) …\n(B) …": the options echoed as a list, not a choice
         ch, rest = match.group("l"), self.text[match.end("l"):]

@@ -163,7 +163,9 @@ def read_frames(
     failures = ""
     if backend in ("auto", "decord"):
         try:
-            pixels, times = _read_decord(reader or _decord_reader(path, size, display), wanted, size, display)
+            # an open reader decodes at its own size: a scaled read opens one at the asked size
+            decoder = reader if reader is not None and size is None else _decord_reader(path, size, display)
+            pixels, times = _read_decord(decoder, wanted, size, display)
             return _frames(indices, wanted, pixels, times, "decord")
         except _OutOfRange as e:
             raise VideoError("decode_error", path, str(e)) from None
@@ -265,7 +267,7 @@ def _probe_pyav(path: str) -> VideoMeta:
     with av.open(path) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0)
-        pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None)  # reads packets, decodes nothing
+        pts = _packet_pts(container, stream)
         num_frames = stream.frames or len(pts)
         start, time_base = stream.start_time or 0, stream.time_base
     if display is None:
@@ -277,6 +279,11 @@ def _probe_pyav(path: str) -> VideoMeta:
         and time_base is not None else ()
     return VideoMeta(path=path, num_frames=int(num_frames), fps=fps, width=width, height=height,
                      rotation=display.rotation, frame_times_s=times)
+
+
+def _packet_pts(container: InputContainer, stream: VideoStream) -> list[int]:
+    """Every packet's pts in presentation order (reads packets, decodes nothing)."""
+    return sorted(p.pts for p in container.demux(stream) if p.pts is not None)
 
 
 def _read_pyav(path: str, wanted: list[int], size: tuple[int, int] | None,
@@ -335,7 +342,7 @@ def _sequential(container: InputContainer, stream: VideoStream, wanted: list[int
 def _seeking(container: InputContainer, stream: VideoStream, wanted: list[int]) -> Iterator[tuple[int, VideoFrame]]:
     """Seek to the keyframe before each far-away target; frame numbers come from ranking packet pts."""
     try:
-        pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None)  # reads packets, decodes nothing
+        pts = _packet_pts(container, stream)
     except av.FFmpegError as e:
         raise _NotSeekable(str(e)) from e
     rank = {p: i for i, p in enumerate(pts)}

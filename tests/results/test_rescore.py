@@ -85,7 +85,9 @@ def test_rescore_re_extracts_a_run_and_names_the_extractor(videomme_run, tmp_pat
     protocol = json.loads((theirs_dir / "summary.json").read_text())["protocol"]["extractor"]
     assert protocol["name"] == "lmms-eval-mcq" and protocol["version"] == 1 and protocol["code_sha"]
     assert ours.provenance["protocol"]["extractor"]["name"] == "mcq_letter"
-    assert json.loads((theirs_dir / "config.json").read_text())["rescored_from"] == outcome.summary.config["run_id"]
+    config = json.loads((theirs_dir / "config.json").read_text())
+    assert config["rescored_from"] == outcome.summary.config["run_id"]
+    assert config["run_id"] == f"{outcome.summary.config['run_id']}__rescore-lmms-eval-mcq"
     assert main(["rescore", str(run_dir), "--extractor", "lmms-eval"]) == 0
     assert "scored with lmms-eval-mcq" in capsys.readouterr().out
     assert main(["rescore", str(run_dir), "--extractor", "nope"]) == 2
