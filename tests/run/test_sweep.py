@@ -57,8 +57,10 @@ def test_a_sweep_runs_every_cell_and_writes_the_comparison(swept):
             "accuracy_vs_frames_curves.png", "peak_memory_vs_frames.png"} <= {p.name for p in comparison.iterdir()}
     tokens = {r["run"]: r["visual_tokens"] for r in done["rows"]}
     vilamp = tokens["vilamp-tf"]
-    matched = next(v for k, v in tokens.items() if k.startswith("tiny-uniform@selector.budget="))
-    assert abs(matched - vilamp) <= 16 + 1  # within one frame of the budget it matched
+    (label,) = [k for k in tokens if k.startswith("tiny-uniform@selector.budget=")]
+    assert label == f"tiny-uniform@selector.budget={round(vilamp)}"  # the budget is what vilamp-tf used
+    # and the cell records what it used: the budget's frames, fewer on videos shorter than that
+    assert vilamp - 16 * 3 <= tokens[label] <= vilamp + 16
     assert tokens["tiny-uniform@selector.n=4"] < tokens["tiny-uniform@selector.n=8"]
     paired = {r["run"]: r for r in done["paired"]}
     assert set(paired) == set(tokens) - {"tiny-uniform@selector.n=8"} and all(r["n"] == 6 for r in paired.values())
