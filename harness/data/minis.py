@@ -1,5 +1,5 @@
 """Offline stand-ins of the four benchmarks in their published schemas: `videomme_mini`, `mlvu_mini`,
-`longvideobench_mini`, `egoschema_mini` (the suite `long4-mini`).
+`longvideobench_mini`, `egoschema_mini` (the suite `long4-mini`), and `egoschema_full_mini` (answers withheld).
 
 No benchmark video can be fetched here, so each stand-in re-shapes needle-task questions and videos (a seed of its
 own; retrieval and counting over 32- and 64-frame videos at 1 fps) into its benchmark's rows, file layout and
@@ -25,7 +25,7 @@ from harness.core.records import LETTERS
 from harness.data.needle import NeedleConfig, ensure_needle_dataset
 from harness.data.needle.questions import CATEGORIES
 
-MINI_VERSION = 1  # bump when a stand-in's rows or layout change
+MINI_VERSION = 2  # bump when a stand-in's rows or layout change
 MANIFEST = "mini.json"
 SEEDS = {"videomme": 21, "mlvu": 22, "longvideobench": 23, "egoschema": 24}  # disjoint from needle (0), exam (13)
 
@@ -154,7 +154,8 @@ def _fifth(row: dict[str, Any]) -> str:
 
 
 def egoschema(root: Path) -> Path:
-    """EgoSchema Subset (lmms-eval/egoschema parquet): five "A. …" options, answer "0"–"4", videos/{uuid}.mp4."""
+    """EgoSchema (lmms-eval/egoschema parquets): five "A. …" options, videos/{uuid}.mp4; Subset with answers "0"–"4"
+    (`egoschema_mini`), MC with them withheld (`egoschema_full_mini`: the submission file)."""
 
     def make(root: Path, source: list[dict[str, Any]]) -> None:
         rows = []
@@ -165,7 +166,9 @@ def egoschema(root: Path) -> Path:
             rows.append({"question_idx": f"{i:05d}", "question": row["question"], "video_idx": uid,
                          "option": [f"{LETTERS[j]}. {o}" for j, o in enumerate(options)],
                          "answer": str(LETTERS.index(row["answer"]))})
-        (root / "Subset").mkdir(exist_ok=True)
-        pd.DataFrame(rows).to_parquet(root / "Subset" / "test-00000-of-00001.parquet", index=False)
+        for config, answered in (("Subset", True), ("MC", False)):  # MC: the full set's form, answers withheld
+            (root / config).mkdir(exist_ok=True)
+            pd.DataFrame([r if answered else {**r, "answer": None} for r in rows]).to_parquet(
+                root / config / "test-00000-of-00001.parquet", index=False)
 
     return _built(Path(root), "egoschema", make)

@@ -83,7 +83,7 @@ def method_of(model: str) -> str:
 
 def task_table(summaries: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """Rows = specs, columns = tasks; each cell accuracy (M-Avg for MLVU) ± clustered s.e., mean visual tokens and
-    latency p50. Returns (tasks, rows)."""
+    latency p50, then the task's first breakdown (accuracy and n per value). Returns (tasks, rows)."""
     from harness.results.summary import headline
 
     tasks = list(dict.fromkeys(s["config"]["task"] for s in summaries))
@@ -93,9 +93,13 @@ def task_table(summaries: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
         figure = headline(metrics)
         stderr = metrics.get("accuracy_stderr") if "mavg" not in metrics else None
         spread = f" ± {stderr:.1f}" if stderr is not None and not math.isnan(stderr) else ""
-        rows.setdefault(model, {"model": model})[task] = (
-            "–" if figure is None else
-            f"{figure:.1f}{spread} · {cost['visual_tokens_mean']:.0f} tok · {cost['latency_p50_s']:.2f} s")
+        row = rows.setdefault(model, {"model": model})
+        row[task] = ("–" if figure is None else
+                     f"{figure:.1f}{spread} · {cost['visual_tokens_mean']:.0f} tok · {cost['latency_p50_s']:.2f} s")
+        breakdowns = metrics.get("breakdowns", {})
+        if breakdowns:  # the task's headline breakdown (its first: VideoMME by duration, needle by kind)
+            for value, group in sorted(next(iter(breakdowns.values())).items()):
+                row[f"{task}: {value}"] = f"{group['accuracy']:.1f} ({group['n']})"
     return tasks, list(rows.values())
 
 

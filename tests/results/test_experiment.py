@@ -67,8 +67,10 @@ def test_method_of_and_the_task_table():
         "config": {"model": model, "task": task},
         "metrics": {"accuracy": acc, "accuracy_stderr": 2.0, **extra},
         "cost": {"visual_tokens_mean": 257.0, "latency_p50_s": 0.1}}
-    tasks, rows = task_table([summary("a", "needle", 50.0), summary("a", "mlvu_mini", 40.0, {"mavg": 45.0}),
+    kinds = {"breakdowns": {"kind": {"retrieval": {"accuracy": 75.0, "n": 4}, "counting": {"accuracy": 25.0, "n": 4}}}}
+    tasks, rows = task_table([summary("a", "needle", 50.0, kinds), summary("a", "mlvu_mini", 40.0, {"mavg": 45.0}),
                               summary("b", "needle", 60.0)])
     assert tasks == ["needle", "mlvu_mini"]
-    assert rows[0] == {"model": "a", "needle": "50.0 ± 2.0 · 257 tok · 0.10 s", "mlvu_mini": "45.0 · 257 tok · 0.10 s"}
+    assert rows[0] == {"model": "a", "needle": "50.0 ± 2.0 · 257 tok · 0.10 s", "needle: counting": "25.0 (4)",
+                       "needle: retrieval": "75.0 (4)", "mlvu_mini": "45.0 · 257 tok · 0.10 s"}
     assert rows[1] == {"model": "b", "needle": "60.0 ± 2.0 · 257 tok · 0.10 s"}

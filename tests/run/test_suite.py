@@ -40,6 +40,9 @@ def test_the_stand_ins_read_through_the_real_adapters():
     assert {s.breakdown["task_type"] for s in mlvu} == {"needle", "count"} and "(A)" not in mlvu[0].question
     ego = load_samples(get_task("egoschema_mini"))
     assert all(len(s.options) == 5 for s in ego) and {s.answer for s in ego} <= set(range(5))
+    full = load_samples(get_task("egoschema_full_mini"))
+    assert [s.id for s in full] == [s.id for s in ego] and {s.answer for s in full} == {None}
+    assert get_task("egoschema_full_mini").metric.submission == "video_id"
     lvb = load_samples(get_task("longvideobench_mini"))
     assert all(s.meta.get("subtitle_file", "").endswith("_en.json") for s in lvb)
 
