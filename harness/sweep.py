@@ -147,7 +147,8 @@ def _summary_run(spec: SweepSpec, sweep_dir: Path, result: dict[str, Any]) -> st
     run = wandb.init(project=os.environ.get("WANDB_PROJECT", "vilamp-harness"),
                      mode=os.environ.get("WANDB_MODE", "offline"),  # type: ignore[arg-type]
                      dir=str(out), name=f"{spec.sweep}__summary", group=spec.sweep, job_type="sweep-summary",
-                     config=dataclasses.asdict(spec), settings=wandb.Settings(console="off", x_disable_stats=True))
+                     config=dataclasses.asdict(spec),
+                     settings=wandb.Settings(console="off", x_disable_stats=True, reinit="create_new"))
     tables = {name: rows for name, rows in (("cells", result["rows"]), ("specs_x_tasks", result["table"]),
                                             ("paired", result["paired"])) if rows}
     run.log({**{name: wandb.Table(columns=list(dict.fromkeys(k for r in rows for k in r)),

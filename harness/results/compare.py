@@ -141,7 +141,7 @@ def paired_rows(runs: Sequence[tuple[str, Run]], reference: str) -> list[dict[st
         t = paired_test(run.results, base.results, cluster)
         rows.append({"task": task, "run": label, "vs": reference, "n": t.n, "difference": round(t.difference, 2),
                      "ci95": f"[{t.ci_low:.1f}, {t.ci_high:.1f}]", "wins": t.only_candidate,
-                     "losses": t.only_reference, "mcnemar_p": round(t.p_value, 4)})
+                     "losses": t.only_reference, "mcnemar_p": float(f"{t.p_value:.2g}")})
     return rows
 
 
@@ -156,7 +156,8 @@ def experiment_figures(runs: Sequence[tuple[str, Run]]) -> dict[str, Any]:
         suffix = "" if len(tasks) == 1 else f"__{task}"
         for cost, xlabel in (("visual_tokens_mean", "visual tokens per sample (mean)"),
                              ("frames_used_mean", "frames reaching the model per sample (mean)")):
-            points = [(label, float(s["cost"][cost]), float(s["metrics"]["accuracy"])) for label, s in mine]
+            points = [(label, float(s["cost"][cost]), float(s["metrics"]["accuracy"]),
+                       float(s["metrics"].get("accuracy_stderr", 0.0))) for label, s in mine]
             name = "accuracy_vs_" + ("visual_tokens" if cost.startswith("visual") else "frames") + "_curves"
             out[name + suffix] = curves(points, xlabel, f"{task}: accuracy vs {xlabel.split(' per')[0]}")
     return out

@@ -77,8 +77,10 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 def method_of(model: str) -> str:
-    """The method a spec belongs to on a curve: its name before the overrides (`tiny-uniform@selector.n=8`)."""
-    return model.split("@", 1)[0]
+    """The method a spec belongs to on a curve: its name before the overrides (`tiny-uniform@selector.n=8`); a
+    budget-matched cell (`@selector.budget=…`) is a method of its own, not a point of the frame-count curve."""
+    base, _, overrides = model.partition("@")
+    return f"{base} (budget-matched)" if "selector.budget=" in overrides else base
 
 
 def task_table(summaries: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -103,22 +105,26 @@ def task_table(summaries: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
     return tasks, list(rows.values())
 
 
-def curves(points: Sequence[tuple[str, float, float]], xlabel: str, title: str):
-    """Accuracy against a cost per method (one line each, by `method_of`), the Pareto frontier over all points."""
+def curves(points: Sequence[tuple[str, float, float, float]], xlabel: str, title: str):
+    """Accuracy (± s.e.) against a cost per method (one line each, by `method_of`), and the Pareto frontier over
+    all points; `points` are (label, cost, accuracy, s.e.)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    methods = list(dict.fromkeys(method_of(label) for label, _, _ in points))
+    methods = list(dict.fromkeys(method_of(label) for label, *_ in points))
     for i, method in enumerate(methods):
-        mine = sorted((x, y) for label, x, y in points if method_of(label) == method)
-        ax.plot([x for x, _ in mine], [y for _, y in mine], marker="osD^vPX*<>"[i % 10], color=f"C{i % 10}",
-                label=method, alpha=0.85)
-    front = [points[i] for i in pareto_front([(x, y) for _, x, y in points])]
-    ax.plot([x for _, x, _ in front], [y for _, _, y in front], color="black", linestyle="--", linewidth=1,
+        mine = sorted((x, y, e) for label, x, y, e in points if method_of(label) == method)
+        ax.errorbar([x for x, _, _ in mine], [y for _, y, _ in mine], yerr=[e for *_, e in mine], capsize=3,
+                    marker="osD^vPX*<>"[i % 10], color=f"C{i % 10}", label=method, alpha=0.85)
+    front = [points[i] for i in pareto_front([(x, y) for _, x, y, _ in points])]
+    ax.plot([p[1] for p in front], [p[2] for p in front], color="black", linestyle="--", linewidth=1,
             label="Pareto frontier", zorder=0)
-    xs = [x for _, x, _ in points]
+    xs = [p[1] for p in points]
     if xs and min(xs) > 0 and max(xs) / min(xs) > 10:
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)

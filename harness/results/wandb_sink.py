@@ -99,7 +99,7 @@ class WandbSink:
             group=self.group,
             job_type="eval",
             config=wandb_config(config, self.group, origin),
-            settings=wandb.Settings(console="off", x_disable_stats=True),
+            settings=wandb.Settings(console="off", x_disable_stats=True, reinit="create_new"),
         )
         self.start = time.perf_counter()
         self.done = 0

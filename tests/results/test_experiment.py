@@ -63,6 +63,7 @@ def test_pareto_front():
 
 def test_method_of_and_the_task_table():
     assert method_of("tiny-uniform@selector.n=8") == "tiny-uniform" and method_of("vilamp-tf") == "vilamp-tf"
+    assert method_of("tiny-uniform@selector.budget=705") == "tiny-uniform (budget-matched)"
     summary = lambda model, task, acc, extra={}: {  # noqa: E731
         "config": {"model": model, "task": task},
         "metrics": {"accuracy": acc, "accuracy_stderr": 2.0, **extra},

@@ -50,8 +50,7 @@ def test_the_stand_ins_read_through_the_real_adapters():
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     out = tmp_path_factory.mktemp("suite")
-    return run_suite(EvalRequest(task="long4-mini", model="tiny-uniform", limit=3, out=str(out), wandb=False,
-                                 runner=FAST))
+    return run_suite(EvalRequest(task="long4-mini", model="tiny-uniform", limit=3, out=str(out), runner=FAST))
 
 
 def test_a_suite_runs_every_task_in_one_queue_with_a_run_directory_each(suite):
@@ -69,6 +68,10 @@ def test_a_suite_runs_every_task_in_one_queue_with_a_run_directory_each(suite):
     assert row["mlvu_mini"] == round(mlvu["mavg"], 2)  # MLVU's headline is its M-Avg
     table = suite.table.read_text()
     assert all(task in table for task in MINIS) and "| mean |" in table
+    # one W&B run per task, all in the suite's group (several runs open at once in one process)
+    runs = [list((o.run_dir / "wandb").glob("offline-run-*")) for o in suite.outcomes]
+    assert all(len(r) == 1 for r in runs) and len({r[0].name for r in runs}) == 4
+    assert len({o.wandb_dir for o in suite.outcomes}) == 4
 
 
 SLOW_SPEC = """\
