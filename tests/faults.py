@@ -1,5 +1,5 @@
 """Fault injection for the runner tests: a model actor that dies on a chosen sample, as a segfault or an OOM
-kill would.
+kill would; and a spec slow enough that a run can be stopped midway.
 
 This module is imported from tests/ on pytest's path, which Ray workers do not have, so its classes travel to
 the workers by value (cloudpickle) instead of by module name.
@@ -51,3 +51,13 @@ class CrashingWorker(ModelWorker):
 def crashing(victim: str, crashes: int, tally: Path) -> type[ModelWorker]:
     """A model actor class dying on `victim`'s first `crashes` attempts (attempts counted in the file `tally`)."""
     return type("CrashingWorker", (CrashingWorker,), {"victim": victim, "crashes": crashes, "tally": tally})
+
+
+# A model step of 0.5 s: after the first journal line a run has seconds to go, against a 20 ms poll.
+SLOW_SPEC = """\
+specs:
+  - name: slow
+    description: fixed-cost backbone, 0.5 s a sample, so that a run can be stopped midway
+    backbone: {name: fixed-cost, step_s: 0.5}
+    selector: {name: uniform, n: 4}
+"""

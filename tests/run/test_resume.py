@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from faults import SLOW_SPEC
 
 from harness.cli import main
 from harness.core.config import ConfigError
@@ -21,15 +22,7 @@ from harness.evaluate import EvalRequest, evaluate, resolve
 from harness.run.interrupt import Interrupted, interrupted_in, stop_on_signals
 from harness.run.journal import Journal, read_journal
 
-LIMIT = 10
-# A model step of 0.5 s: after the first journal line the run has ≥ 4.5 s to go, against a 20 ms poll.
-SLOW_SPEC = """\
-specs:
-  - name: slow
-    description: fixed-cost backbone, 0.5 s a sample, so that a run can be stopped midway
-    backbone: {name: fixed-cost, step_s: 0.5}
-    selector: {name: uniform, n: 4}
-"""
+LIMIT = 10  # with SLOW_SPEC's 0.5 s a sample: ≥ 4.5 s to go after the first journal line
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 
 import pytest
+from faults import SLOW_SPEC
 
 from harness.core.config import ConfigError
 from harness.data.samples import load_samples
@@ -74,13 +75,6 @@ def test_a_suite_runs_every_task_in_one_queue_with_a_run_directory_each(suite):
     assert len({o.wandb_dir for o in suite.outcomes}) == 4
 
 
-SLOW_SPEC = """\
-specs:
-  - name: slow
-    description: fixed-cost backbone, 0.5 s a sample, so that a suite can be stopped midway
-    backbone: {name: fixed-cost, step_s: 0.5}
-    selector: {name: uniform, n: 4}
-"""
 
 
 def test_a_killed_suite_resumes_from_its_directory_without_redoing_samples(tmp_path):
