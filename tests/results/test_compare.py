@@ -36,6 +36,8 @@ def test_compare_writes_table_report_and_plots(two_runs, tmp_path):
     plots = json.loads((out / "plots.json").read_text())
     expected = {
         "accuracy_vs_visual_tokens": ("visual tokens per sample (mean)", "accuracy (%)"),
+        "accuracy_vs_visual_tokens_curves": ("visual tokens per sample (mean)", "accuracy (%)"),
+        "accuracy_vs_frames_curves": ("frames reaching the model per sample (mean)", "accuracy (%)"),
         "peak_memory_vs_frames": ("frames reaching the model per sample (mean)",
                                   "peak memory per sample (MB, max over run)"),
         "latency_by_stage": ("mean seconds per sample", "run"),
