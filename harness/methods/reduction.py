@@ -63,3 +63,4 @@ REDUCERS.register("tome", "baselines.tome:ToMe")
 REDUCERS.register("dycoke", "baselines.dycoke:DyCoke")
 REDUCERS.register("fastv", "baselines.fastv:FastV")
 REDUCERS.register("blind", "baselines.blind:Blind")  # no visual tokens: the text-only floor
+REDUCERS.register("divprune", "baselines.divprune:DivPrune")  # max–min diverse token subset

@@ -26,6 +26,7 @@ EXPECTED = {
     "tiny-bolt": ("none", 16 * 6 + 1),
     "tiny-visionzip": ("vision_attention", 16 * 4 + 1),  # 16 frames × 25% of 16 tokens
     "tiny-tome": ("none", 64 + 1),  # 25% of 256
+    "tiny-divprune": ("none", 64 + 1),  # 25% of 256, the max–min diverse ones
     "tiny-dycoke": ("none", 4 * (16 + 3 * 4) + 1),  # 4 windows: anchor + 3 × ⌊0.3 · 16⌋
     "tiny-fastv": ("llm_prune", 256 + 1),
 }
