@@ -36,7 +36,7 @@ from tqdm import tqdm
 from harness.core.config import ConfigError, build, load_yaml
 from harness.core.paths import results_dir
 from harness.data.tasks import task_names
-from harness.evaluate import EvalRequest, config_hash, evaluate, resolve
+from harness.evaluate import EvalRequest, ResolvedRun, config_hash, evaluate, resolve
 from harness.results.compare import compare
 from harness.run.runner import RunnerConfig
 
@@ -110,22 +110,27 @@ def run_sweep(spec: SweepSpec, out: str | None = None, runner: RunnerConfig = Ru
     sweep_dir = Path(out or results_dir()) / spec.sweep
     cells = expand(spec)
     labels = {_label(c) for c in cells}
+    checked = {}  # preflight: every name and argument, before the first cell runs (kept for the run itself)
     for cell in cells:
         if cell.budget_of is not None and cell.budget_of not in labels:
             raise ConfigError(f"sweep {spec.sweep}: budget_of {cell.budget_of!r} is no cell of this sweep; cells: "
                               f"{', '.join(sorted(labels))}")
         if cell.budget_of is None:
-            resolve(_request(spec, cell, (), sweep_dir, runner, wandb))  # preflight: every name and argument
+            request = _request(spec, cell, (), sweep_dir, runner, wandb)
+            checked[_label(cell), cell.task] = (request, resolve(request))
     (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
     (sweep_dir / SWEEP_FILE).write_text(json.dumps(dataclasses.asdict(spec), indent=2) + "\n")
     runs: dict[tuple[str, str], Path] = {}
     with tqdm(total=len(cells), desc=f"sweep {spec.sweep}", unit="cell", position=0, dynamic_ncols=True) as bar:
         for cell in cells:
-            extra = ()
-            if cell.budget_of is not None:
+            if cell.budget_of is None:
+                request, resolved = checked[_label(cell), cell.task]
+            else:  # its budget is known only now, from the run it matches
                 source = json.loads((runs[cell.budget_of, cell.task] / "summary.json").read_text())
                 extra = (f"selector.budget={round(source['cost']['visual_tokens_mean'])}",)
-            runs[_label(cell), cell.task] = _run_cell(_request(spec, cell, extra, sweep_dir, runner, wandb))
+                request = _request(spec, cell, extra, sweep_dir, runner, wandb)
+                resolved = resolve(request)
+            runs[_label(cell), cell.task] = _run_cell(request, resolved)
             bar.update(1)
     result = compare(list(runs.values()), sweep_dir / "comparison", title=spec.description or f"sweep {spec.sweep}",
                      reference=spec.reference)
@@ -137,18 +142,13 @@ def run_sweep(spec: SweepSpec, out: str | None = None, runner: RunnerConfig = Ru
 def _summary_run(spec: SweepSpec, sweep_dir: Path, result: dict[str, Any]) -> str:
     """The sweep's tables and plots as one W&B run in the sweep's group (the cells' runs are its members), and the
     W&B report when online; returns what was published."""
-    import os
-
     import wandb
 
     from harness.results.compare import publish_wandb_report
+    from harness.results.wandb_sink import open_run
 
     out = sweep_dir / "comparison"
-    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "vilamp-harness"),
-                     mode=os.environ.get("WANDB_MODE", "offline"),  # type: ignore[arg-type]
-                     dir=str(out), name=f"{spec.sweep}__summary", group=spec.sweep, job_type="sweep-summary",
-                     config=dataclasses.asdict(spec),
-                     settings=wandb.Settings(console="off", x_disable_stats=True, reinit="create_new"))
+    run = open_run(out, f"{spec.sweep}__summary", spec.sweep, "sweep-summary", dataclasses.asdict(spec))
     tables = {name: rows for name, rows in (("cells", result["rows"]), ("specs_x_tasks", result["table"]),
                                             ("paired", result["paired"])) if rows}
     run.log({**{name: wandb.Table(columns=list(dict.fromkeys(k for r in rows for k in r)),
@@ -167,9 +167,8 @@ def _request(spec: SweepSpec, cell: Cell, extra: tuple[str, ...], sweep_dir: Pat
                        out=str(sweep_dir / "runs"), wandb=wandb, group=spec.sweep, runner=runner)
 
 
-def _run_cell(request: EvalRequest) -> Path:
+def _run_cell(request: EvalRequest, resolved: ResolvedRun) -> Path:
     """The cell's run directory: reused when finished, resumed when interrupted, else a new run."""
-    resolved = resolve(request)
     run_dir = Path(request.out) / f"{resolved.task.task}__{resolved.spec.name}__{config_hash(resolved.config)}"
     if (run_dir / "summary.json").is_file():
         return run_dir

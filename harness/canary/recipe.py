@@ -56,9 +56,14 @@ class Recipe:
 
         return replace(
             self, stage1_steps=n(self.stage1_steps), bank_videos=n(self.bank_videos, 4),
-            bank_needles=n(self.bank_needles, 6 * max(map(len, CATEGORIES.values()))), curriculum=tuple((f, n(s)) for f, s in self.curriculum),
+            bank_needles=n(self.bank_needles, min_bank_needles()), curriculum=tuple((f, n(s)) for f, s in self.curriculum),
             heldout_clips=n(self.heldout_clips, 8),
         )
+
+
+def min_bank_needles() -> int:
+    """The fewest needle frames a bank can hold with every label in the task's proportions, 2 frames an event."""
+    return 2 * len(CATEGORIES) * max(map(len, CATEGORIES.values()))
 
 
 class Log:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from harness.canary.clips import MAX_TIME, haystack_video, needle_events, pixels, through_codec
 from harness.canary.model import LABELS, frame_tokens
-from harness.canary.recipe import Log, Recipe
+from harness.canary.recipe import Log, Recipe, min_bank_needles
 from harness.data.needle.questions import CATEGORIES
 
 
@@ -34,7 +34,7 @@ def task_labels(n: int) -> np.ndarray:
 
 def build_bank(recipe: Recipe, processor, rng: np.random.Generator) -> Bank:
     """Every frame through the task's codec (clips.through_codec); needles as 2-frame events in scene context."""
-    least = 2 * len(CATEGORIES) * max(map(len, CATEGORIES.values()))  # every label at least once, 2 frames each
+    least = min_bank_needles()
     if recipe.bank_needles < least:
         raise ValueError(f"bank_needles={recipe.bank_needles}: need at least {least} for every label in the task's "
                          "proportions")

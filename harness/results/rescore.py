@@ -23,6 +23,7 @@ from harness.data.samples import load_samples, resolve_root
 from harness.data.tasks import TaskSpec, get_task
 from harness.results.summary import RunSummary, build_summary, write_summary
 from harness.run.journal import Journal, read_journal
+from harness.run.pipeline import failure
 from harness.scoring.extract import extractor_name
 from harness.scoring.scorer import TaskScorer
 
@@ -101,15 +102,14 @@ def read_predictions(path: Path, task: TaskSpec, samples: Sequence[Sample]) -> d
 
 
 def scored(sample: Sample, reply: Reply | None, scorer: TaskScorer, model: str) -> SampleResult:
-    base = dict(id=sample.id, task=sample.task, model=model, gold=sample.answer, video_id=sample.video_id,
-                breakdown=dict(sample.breakdown))
     if reply is None:
-        return SampleResult(status="missing", error="no prediction for this id", **base)
+        return failure(sample, model, "missing", "no prediction for this id")
     if reply.status not in ANSWERED:
-        return SampleResult(status=reply.status, raw_output=reply.response, error=reply.error, **base)
+        return failure(sample, model, reply.status, reply.error, raw_output=reply.response)  # type: ignore[arg-type]
     score = scorer.score(sample, reply.response)
-    return SampleResult(status=score.status, pred=score.prediction.answer, correct=score.correct,
-                        raw_output=reply.response, **base)
+    return SampleResult(id=sample.id, task=sample.task, model=model, status=score.status, gold=sample.answer,
+                        pred=score.prediction.answer, correct=score.correct, raw_output=reply.response,
+                        video_id=sample.video_id, breakdown=sample.breakdown)
 
 
 def _write(out: Path, results: list[SampleResult], task: TaskSpec, config: dict[str, Any], wall_s: float,

@@ -83,24 +83,24 @@ def kept_frames_strip(result: SampleResult, video: str) -> Any | None:
     return frame_strip(frames.pixels, [i in keyframes for i in frames.indices], height=STRIP_HEIGHT)
 
 
+def open_run(directory: Path, name: str, group: str, job_type: str, config: dict[str, Any]) -> Any:
+    """A W&B run (offline unless WANDB_MODE says otherwise) beside the others this process has open: a suite's
+    tasks and a sweep's summary each get their own (`reinit="create_new"`; the default returns the open one)."""
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return wandb.init(project=os.environ.get("WANDB_PROJECT", "vilamp-harness"),
+                      mode=os.environ.get("WANDB_MODE", "offline"),  # type: ignore[arg-type]
+                      dir=str(directory), name=name, group=group, job_type=job_type, config=config,
+                      settings=wandb.Settings(console="off", x_disable_stats=True, reinit="create_new"))
+
+
 class WandbSink:
     def __init__(self, run_dir: Path, run_id: str, config: dict[str, Any], group: str | None = None,
                  origin: dict[str, Any] | None = None) -> None:
-        import wandb
-
-        os.environ.setdefault("WANDB_SILENT", "true")
         self.run_dir = run_dir
         self.group = group or config.get("task") or "eval"
-        self.run = wandb.init(
-            project=os.environ.get("WANDB_PROJECT", "vilamp-harness"),
-            mode=os.environ.get("WANDB_MODE", "offline"),  # type: ignore[arg-type]
-            dir=str(run_dir),
-            name=run_id,
-            group=self.group,
-            job_type="eval",
-            config=wandb_config(config, self.group, origin),
-            settings=wandb.Settings(console="off", x_disable_stats=True, reinit="create_new"),
-        )
+        self.run = open_run(run_dir, run_id, self.group, "eval", wandb_config(config, self.group, origin))
         self.start = time.perf_counter()
         self.done = 0
         self.correct = 0
