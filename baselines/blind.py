@@ -28,5 +28,8 @@ class Blind:
     requires: ClassVar[frozenset[str]] = frozenset()
     emits_rows: ClassVar[bool] = True  # an empty selection of encoded rows: nothing for a grid backbone to place
 
+    def visual_tokens(self, frames: int, per_frame: int) -> int:
+        return 0
+
     def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
         return VisualSequence.select(encoded, torch.empty(0, dtype=torch.long))

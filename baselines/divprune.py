@@ -50,6 +50,10 @@ class DivPrune:
         if not 0.0 < self.keep_ratio <= 1.0:
             raise ValueError(f"divprune: keep_ratio must be in (0, 1], got {self.keep_ratio}")
 
+    def visual_tokens(self, frames: int, per_frame: int) -> int:
+        n = frames * per_frame
+        return min(n, max(1, round(self.keep_ratio * n)))
+
     def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
         flat = encoded.flat
         if len(flat) == 0:

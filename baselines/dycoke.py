@@ -24,10 +24,15 @@ REFERENCE = {1: 0, 2: 0, 3: 2}  # frame in a window of 4 → the frame it is com
 WINDOW = 4
 
 
+def keep_count(m: int, prune_ratio: float) -> int:
+    """Tokens a non-anchor frame of m keeps: ⌊(1 − K)·m⌋."""
+    return math.floor(round((1 - prune_ratio) * m, 6))  # round first: 0.3 * 10 is 2.9999999999999996
+
+
 def ttm_keep(tokens: torch.Tensor, prune_ratio: float) -> list[torch.Tensor]:
     """Per frame, the token positions TTM keeps (sorted): tokens [T, M, C]."""
     t, m, _ = tokens.shape
-    n_keep = math.floor(round((1 - prune_ratio) * m, 6))  # round first: 0.3 * 10 is 2.9999999999999996
+    n_keep = keep_count(m, prune_ratio)
     unit = torch.nn.functional.normalize(tokens.float(), dim=-1)
     kept = []
     for frame in range(t):
@@ -50,6 +55,10 @@ class DyCoke:
     def __post_init__(self) -> None:
         if not 0.0 <= self.prune_ratio < 1.0:
             raise ValueError(f"dycoke: prune_ratio must be in [0, 1), got {self.prune_ratio}")
+
+    def visual_tokens(self, frames: int, per_frame: int) -> int:
+        anchors = math.ceil(frames / WINDOW)  # frame 0 of each window is kept whole
+        return anchors * per_frame + (frames - anchors) * keep_count(per_frame, self.prune_ratio)
 
     def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
         per_row = encoded.tokens.shape[1]

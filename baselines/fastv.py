@@ -27,8 +27,14 @@ class FastV:
     emits_rows: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        LlmPrune(layer=self.layer, keep_ratio=1.0 - self.ratio)  # raises on a bad K or R
+        self.request()  # raises on a bad K or R
+
+    def request(self) -> LlmPrune:
+        return LlmPrune.fastv(self.layer, 1.0 - self.ratio)
+
+    def visual_tokens(self, frames: int, per_frame: int) -> int:
+        return frames * per_frame  # every token enters; request().counts says what remains from layer K on
 
     def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
         """Every token enters the LLM; the pruning request rides along for `generate`."""
-        return VisualSequence.whole(encoded, LlmPrune(layer=self.layer, keep_ratio=1.0 - self.ratio))
+        return VisualSequence.whole(encoded, self.request())

@@ -67,6 +67,10 @@ class ToMe:
         if not 0.0 < self.keep_ratio <= 1.0:
             raise ValueError(f"tome: keep_ratio must be in (0, 1], got {self.keep_ratio}")
 
+    def visual_tokens(self, frames: int, per_frame: int) -> int:
+        n = frames * per_frame
+        return min(n, max(1, math.ceil(self.keep_ratio * n)))
+
     def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
         flat = encoded.flat
         return VisualSequence(merge_to(flat, max(1, math.ceil(self.keep_ratio * len(flat))))[0])

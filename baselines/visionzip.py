@@ -65,6 +65,9 @@ class VisionZip:
             raise ValueError(f"visionzip: retention must be in (0, 1] and contextual_share in [0, 1), "
                              f"got {self.retention}, {self.contextual_share}")
 
+    def visual_tokens(self, frames: int, per_frame: int) -> int:
+        return frames * sum(split_budget(per_frame, self.retention, self.contextual_share))
+
     def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
         tokens = encoded.tokens
         received, keys = ctx.backbone.vision_attention(ctx.frames)

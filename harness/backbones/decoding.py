@@ -13,7 +13,8 @@ import torch
 
 from harness.backbones.base import Placement
 from harness.backbones.fastv import llm_layers, prefill_pruned
-from harness.core.records import Generation, GenerationConfig, LlmPrune, Prompt, VisualSequence
+from harness.backbones.framefusion import prefill_fused
+from harness.core.records import Generation, GenerationConfig, LlmFuse, LlmPrune, Prompt, VisualSequence
 from harness.hf.text import choice_token_ids
 from harness.methods.hooks import HookUnavailable, require_hook
 
@@ -31,14 +32,16 @@ class PromptInputs:
 
 def decode(
     model: Any, tokenizer: Any, stops: frozenset[int], inputs: PromptInputs, config: GenerationConfig,
-    llm_prune: LlmPrune | None, start: float,
+    llm_prune: LlmPrune | LlmFuse | None, start: float, patches: torch.Tensor | None = None,
 ) -> Generation:
     """Greedy decoding: one prefill forward, then one forward per new token.
 
     `start` is when the caller began building the prompt, so prefill time includes the embeddings. With
     `config.choices` the answer is the one choice whose first token scores highest after the prompt. With
-    `llm_prune` the prefill keeps only the top visual tokens from layer K on (fastv.prefill_pruned), and decode
-    steps run the decoder layers directly, since the layers then hold caches of different lengths.
+    `llm_prune` the prefill keeps only the top visual tokens from each stage's layer on (fastv.prefill_pruned), or
+    fuses and prunes them in the first layers (an LlmFuse: framefusion.prefill_fused over the visual tokens' `patches`
+    positions), and decode steps run the decoder layers directly, since the layers then hold caches of different
+    lengths.
     """
     if config.do_sample:
         raise ValueError("the transformers backbones decode greedily only (do_sample=False)")
@@ -59,9 +62,13 @@ def decode(
         if llm_prune is None:
             out = model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1, **at(positions))
             logits, cache = out.logits[0, -1], out.past_key_values
+        elif isinstance(llm_prune, LlmFuse):
+            if patches is None or len(patches) != len(inputs.visual):
+                raise ValueError("in-LLM fusion needs the patch position of every visual token")
+            logits, cache, kept_rows = prefill_fused(model, embeds, positions, inputs.visual, patches, llm_prune)
+            kept = len(kept_rows)
         else:
-            logits, cache, kept_rows, _ = prefill_pruned(model, embeds, positions, inputs.visual, llm_prune.layer,
-                                                         llm_prune.keep_ratio)
+            logits, cache, kept_rows, _ = prefill_pruned(model, embeds, positions, inputs.visual, llm_prune)
             kept = len(kept_rows)
         if choices:
             tokens = [choices[int(logits[torch.tensor(choices, device=logits.device)].argmax())]]
@@ -120,14 +127,22 @@ class ChatBackbone:
     def generate(self, visual: VisualSequence, prompt: Prompt, config: GenerationConfig) -> Generation:
         """Greedy decoding of the chat with `visual` before the user text (see `decode`)."""
         start = time.perf_counter()
-        if visual.llm_prune is not None:
+        patches = None
+        if isinstance(visual.llm_prune, LlmFuse):
+            require_hook(self, "llm_fuse", "in-LLM token fusion (FrameFusion)")
+            if visual.rows is None or visual.source is None:
+                raise HookUnavailable("in-LLM token fusion (FrameFusion) compares tokens at the same patch position "
+                                      "across frames, and this visual sequence declares no encoded rows; reduce "
+                                      "before the LLM only with a reducer that keeps or declares rows")
+            patches = visual.rows % visual.source.tokens.shape[1]
+        elif visual.llm_prune is not None:
             require_hook(self, "llm_prune", "in-LLM pruning (VisualSequence.llm_prune)")
         if self.placement == "grid" and (visual.rows is None or visual.source is None):
             raise HookUnavailable(
                 f"{self.name} places each visual token at the (time, row, column) position of an encoded row, and "
                 "this visual sequence declares no rows of an encoding; use a reducer that keeps or declares rows")
         return decode(self.model, self.tokenizer, self.stop_ids, self._inputs(visual, prompt), config,
-                      visual.llm_prune, start)
+                      visual.llm_prune, start, patches)
 
     def _visual_tokens(self, visual: VisualSequence) -> torch.Tensor:
         """The visual tokens on the model's device and dtype, checked against the LLM's width."""

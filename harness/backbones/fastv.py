@@ -1,15 +1,17 @@
-"""In-LLM visual token pruning (FastV, arXiv 2403.06764) on any decoder whose layers take (hidden, mask,
-position_embeddings, cache) and whose rotary embedding maps positions to (cos, sin): Qwen2 ([1, n] positions)
-and Qwen2.5-VL's M-RoPE ([3, 1, n]) alike. Kept tokens keep their original positions."""
+"""In-LLM visual token pruning (FastV, arXiv 2403.06764; PyramidDrop's stages, arXiv 2410.17247) on any decoder
+whose layers take (hidden, mask, position_embeddings, cache) and whose rotary embedding maps positions to
+(cos, sin): Qwen2 ([1, n] positions) and Qwen2.5-VL's M-RoPE ([3, 1, n]) alike. Kept tokens keep their original
+positions."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from transformers.cache_utils import DynamicCache
 from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb, repeat_kv
+
+from harness.core.records import LlmPrune
 
 
 def causal_mask(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -54,25 +56,32 @@ def last_token_attention(model: Any, layer_index: int, hidden: torch.Tensor, pos
 
 
 def prefill_pruned(
-    model: Any, embeds: torch.Tensor, positions: torch.Tensor, visual: range, layer: int, keep_ratio: float,
+    model: Any, embeds: torch.Tensor, positions: torch.Tensor, visual: range, prune: LlmPrune,
 ) -> tuple[torch.Tensor, Any, list[int], torch.Tensor]:
-    """FastV prefill: layers < K see every token; from layer K on only the top ceil(keep_ratio·N) visual tokens
-    by the last prompt token's attention at layer K - 1 (mean over heads) remain.
+    """Staged prefill (FastV: one stage; PyramidDrop: several): at each stage's layer the surviving visual tokens are
+    ranked by the last prompt token's attention (mean over heads) at the stage's ranking layer and only the stage's
+    count goes on (LlmPrune). Each layer's KV cache holds the tokens that layer saw.
 
     Returns (last-position logits [V], cache, kept visual indices into the sequence, kept positions).
     """
     lm = model.model.language_model
-    if layer >= len(lm.layers):
-        raise ValueError(f"FastV layer K={layer} must be below the LLM's {len(lm.layers)} layers")
-    n = embeds.shape[1]
+    if prune.layers[-1] >= len(lm.layers):
+        raise ValueError(f"in-LLM pruning at layer {prune.layers[-1]} must be below the LLM's {len(lm.layers)} layers")
     dtype, device = embeds.dtype, embeds.device
     cache = DynamicCache(config=lm.config)
-    hidden = llm_layers(model, embeds, positions, cache, causal_mask(n, dtype, device), stop=layer - 1)
-    scores = last_token_attention(model, layer - 1, hidden, positions)[visual.start : visual.stop]
-    hidden = llm_layers(model, hidden, positions, cache, causal_mask(n, dtype, device), start=layer - 1, stop=layer)
-    n_keep = min(len(visual), math.ceil(keep_ratio * len(visual)))
-    kept = sorted(visual.start + int(i) for i in torch.topk(scores, n_keep).indices)
-    rows = torch.tensor([*range(visual.start), *kept, *range(visual.stop, n)], device=device)
-    hidden, positions = hidden[:, rows], positions[..., rows]
-    logits = llm_layers(model, hidden, positions, cache, causal_mask(len(rows), dtype, device), start=layer)[0, -1]
+    hidden, start, kept = embeds, 0, list(visual)  # kept: original sequence index of each surviving visual token
+
+    def run(hidden: torch.Tensor, first: int, stop: int | None) -> torch.Tensor:
+        return llm_layers(model, hidden, positions, cache, causal_mask(hidden.shape[1], dtype, device), first, stop)
+
+    for layer, n_keep in zip(prune.layers, prune.counts(len(visual))):
+        rank_at = layer - 1 if prune.rank == "previous" else layer
+        hidden = run(hidden, start, rank_at)
+        low, high = visual.start, visual.start + len(kept)  # the survivors stay one contiguous run
+        scores = last_token_attention(model, rank_at, hidden, positions)[low:high]
+        hidden = run(hidden, rank_at, layer)  # FastV: layer K − 1 itself still sees every token
+        top = sorted(int(i) for i in torch.topk(scores, n_keep).indices)
+        rows = torch.tensor([*range(low), *(low + i for i in top), *range(high, hidden.shape[1])], device=device)
+        hidden, positions, kept, start = hidden[:, rows], positions[..., rows], [kept[i] for i in top], layer
+    logits = run(hidden, start, None)[0, -1]
     return logits, cache, kept, positions

@@ -26,6 +26,7 @@ from transformers import (
     Qwen2VLVideoProcessor,
 )
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
+from transformers.models.qwen2_vl.video_processing_qwen2_vl import smart_resize
 from transformers.video_utils import VideoMetadata
 from transformers.vision_utils import get_vision_window_index
 
@@ -98,7 +99,8 @@ class Qwen25VLBackbone(PretrainedBackbone):
     ViT patches 2 frames at a time; an odd count is padded with the last frame by the processor), with its grid."""
 
     hooks: ClassVar[frozenset[str]] = frozenset(
-        {"embed_text", "prompt_embeds", "vision_attention", "vision_features", "llm_prune"})
+        {"embed_text", "prompt_embeds", "vision_attention", "vision_features", "llm_prune", "llm_fuse",
+         "coarse_encode"})
     placement: ClassVar[Placement] = "grid"
     family: ClassVar[str] = "qwen25vl"
     tiny_name: ClassVar[str] = "qwen25vl-tiny"
@@ -133,6 +135,56 @@ class Qwen25VLBackbone(PretrainedBackbone):
             return_tensors="pt",
         )
         return batch["pixel_values_videos"].to(self.device, self.dtype), batch["video_grid_thw"].to(self.device)
+
+    def native_grid(self, frames: Frames) -> tuple[int, int]:
+        """(height, width) in LLM tokens that encode_frames gives these frames: the processor's own smart_resize with
+        qwen-vl-utils' per-frame pixel cap (as Qwen2VLVideoProcessor.resize computes it), from the sizes alone."""
+        vp = self.processor.video_processor
+        factor = vp.patch_size * vp.merge_size
+        height, width = frames.pixels.shape[1:3]
+        total = int(vp.max_video_tokens * factor * factor * 0.9)
+        cap = max(min(vp.size["longest_edge"], total * vp.temporal_patch_size // len(frames)),
+                  int(vp.size["shortest_edge"] * 1.05))
+        h, w = smart_resize(height, width, factor=factor, min_pixels=vp.size["shortest_edge"], max_pixels=cap)
+        return h // factor, w // factor
+
+    def coarse_grid(self, frames: Frames, downscale: int) -> tuple[int, int]:
+        """The token grid encode_frames_coarse gives: native_grid's sides ÷ downscale, rounded half up, at least 1
+        (exactly 1/downscale² of the tokens when downscale divides both sides)."""
+        if downscale < 1:
+            raise ValueError(f"{self.name}: coarse_encode downscale must be >= 1, got {downscale}")
+        return tuple(max(1, (2 * n + downscale) // (2 * downscale)) for n in self.native_grid(frames))  # type: ignore
+
+    def encode_frames_coarse(self, frames: Frames, downscale: int) -> EncodedVideo:
+        """encode_frames at a smaller pixel budget per frame (hook coarse_encode): the frames are resized (bicubic,
+        antialiased, as the processor's own resize) to exactly coarse_grid × (patch · merge) pixels, which the
+        processor then keeps (min = max pixels = that area, no cap), so `grid` is (T/2, h', w') and M-RoPE places
+        each token on the coarser grid."""
+        if len(frames) == 0:
+            raise ValueError("encode_frames_coarse needs at least one frame")
+        if downscale == 1:
+            return self.encode_frames(frames)
+        vp = self.processor.video_processor
+        factor = vp.patch_size * vp.merge_size
+        h, w = self.coarse_grid(frames, downscale)
+        video = torch.from_numpy(frames.pixels).permute(0, 3, 1, 2).float()
+        small = torch.nn.functional.interpolate(video, size=[h * factor, w * factor], mode="bicubic", antialias=True)
+        small = small.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        metadata = VideoMetadata(total_num_frames=len(frames), fps=_sampled_fps(frames),
+                                 frames_indices=list(range(len(frames))))
+        area = h * w * factor * factor
+        with torch.inference_mode():
+            batch = vp(videos=[small], video_metadata=[metadata], input_data_format="channels_last",
+                       do_sample_frames=False, cap_pixels_per_frame=False,
+                       size={"shortest_edge": area, "longest_edge": area}, return_tensors="pt")
+            pixels, grid = batch["pixel_values_videos"].to(self.device, self.dtype), batch["video_grid_thw"]
+            features = self.model.model.get_video_features(pixels, grid.to(self.device), return_dict=True)
+            tokens = features.pooler_output[0]
+        rows = int(grid[0, 0])
+        if (int(grid[0, 1]) // self.merge, int(grid[0, 2]) // self.merge) != (h, w):
+            raise RuntimeError(f"{self.name}: the processor resized the coarse frames to {grid.tolist()}, not {h}×{w}")
+        return EncodedVideo(tokens.reshape(rows, h * w, self.hidden_size), tuple(frames.timestamps_s),
+                            self.frames_per_row, (rows, h, w))
 
     def encode_frames(self, frames: Frames) -> EncodedVideo:
         """Official path (video processor → ViT with window attention → 2×2 merger): [T/2, h·w, C] with the grid

@@ -6,6 +6,7 @@ task → Sample → VideoMeta → FrameSelection → Frames → EncodedVideo →
 
 from __future__ import annotations
 
+import math
 import string
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,9 @@ class FrameSelection:
     indices: tuple[int, ...]
     keyframes: tuple[int, ...] = ()  # subset of `indices` kept whole (keyframe methods); empty = all whole
     scores: tuple[float, ...] = ()  # per-index relevance, when the method computes one
+    # Encode every frame with its token grid's side divided by this (the backbone hook coarse_encode: key clips
+    # trade per-frame resolution for more frames at a fixed token budget); None: the backbone's full encode.
+    grid_downscale: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,18 +108,61 @@ class EncodedVideo:
 
 @dataclass(frozen=True)
 class LlmPrune:
-    """In-LLM visual token pruning (FastV): rank the visual tokens by the attention the last prompt token pays
-    them at layer `layer` - 1 (mean over heads), and from layer `layer` on keep only the top
-    ceil(keep_ratio · N_visual). Kept tokens keep their original positions."""
+    """In-LLM visual token pruning in stages (FastV: one stage; PyramidDrop: several). From layer `layers[s]` on,
+    only the top `counts(N)[s]` of the N visual tokens entering the LLM remain, ranked among the survivors of the
+    previous stage by the attention the last prompt token pays them (mean over heads) in layer `layers[s]` − 1
+    (`rank="previous"`, FastV) or in layer `layers[s]` itself on its input (`rank="own"`, PyramidDrop). A stage keeps
+    `keep_ratios[s]` of the original N, rounded up (FastV) or down (PyramidDrop's int()). Kept tokens keep their
+    original positions."""
 
-    layer: int
-    keep_ratio: float
+    layers: tuple[int, ...]
+    keep_ratios: tuple[float, ...]
+    rank: str = "previous"  # or "own"
+    rounding: str = "ceil"  # or "floor"
 
     def __post_init__(self) -> None:
-        if self.layer < 1:
-            raise ValueError(f"LlmPrune.layer must be >= 1 (attention is read at layer K-1), got {self.layer}")
-        if not 0.0 < self.keep_ratio <= 1.0:
-            raise ValueError(f"LlmPrune.keep_ratio must be in (0, 1], got {self.keep_ratio}")
+        if not self.layers or len(self.layers) != len(self.keep_ratios):
+            raise ValueError(f"LlmPrune: one keep ratio per stage layer, got layers {self.layers} and "
+                             f"keep_ratios {self.keep_ratios}")
+        if self.rank not in ("previous", "own") or self.rounding not in ("ceil", "floor"):
+            raise ValueError(f"LlmPrune: rank must be 'previous' or 'own' and rounding 'ceil' or 'floor', got "
+                             f"{self.rank!r}, {self.rounding!r}")
+        if list(self.layers) != sorted(set(self.layers)) or self.layers[0] < 1:
+            raise ValueError(f"LlmPrune.layers must be strictly increasing and >= 1 (pruning happens inside the LLM, "
+                             f"after at least one layer), got {self.layers}")
+        ratios = list(self.keep_ratios)
+        if any(not 0.0 < r <= 1.0 for r in ratios) or ratios != sorted(ratios, reverse=True):
+            raise ValueError(f"LlmPrune.keep_ratios must be in (0, 1] and non-increasing, got {self.keep_ratios}")
+
+    @classmethod
+    def fastv(cls, layer: int, keep_ratio: float) -> LlmPrune:
+        return cls((layer,), (keep_ratio,))
+
+    def counts(self, n: int) -> tuple[int, ...]:
+        """Visual tokens remaining after each stage, of n entering (at least one while any entered)."""
+        out, remaining = [], n
+        for ratio in self.keep_ratios:
+            kept = math.ceil(ratio * n) if self.rounding == "ceil" else int(ratio * n)
+            remaining = min(remaining, max(kept, 1 if n else 0))
+            out.append(remaining)
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class LlmFuse:
+    """FrameFusion's in-LLM reduction: in the first LLM layers, each visual token whose hidden state is at least
+    `similarity` cosine-similar to the surviving token at the same patch position in an earlier frame is merged
+    into it, layer after layer while the merged share stays at least `min_ratio`; then the least-attended tokens
+    are pruned so that the visual tokens averaged over the LLM's layers are `cost` of those entering."""
+
+    cost: float = 0.3
+    similarity: float = 0.6
+    min_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.cost <= 1.0 or not -1.0 <= self.similarity <= 1.0 or not 0.0 <= self.min_ratio <= 1.0:
+            raise ValueError(f"LlmFuse: cost must be in (0, 1], similarity in [-1, 1], min_ratio in [0, 1], got "
+                             f"{self.cost}, {self.similarity}, {self.min_ratio}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,13 +172,14 @@ class VisualSequence:
     `rows[i]` is the flat row of `source` (t·M + m) whose position token i takes: its own row for a kept token,
     a representative row for a merged one (DFM: its largest-weight patch). Backbones that place tokens by grid
     position (M-RoPE) need `rows` and `source`; None means "not rows of an encoding" (sequential placement only).
-    `llm_prune` asks the backbone to prune visual tokens inside the LLM (FastV).
+    `llm_prune` asks the backbone to reduce visual tokens inside the LLM (FastV, PyramidDrop: LlmPrune; FrameFusion:
+    LlmFuse).
     """
 
     tokens: torch.Tensor  # [L, C]
     rows: torch.Tensor | None = None  # [L] long
     source: EncodedVideo | None = None
-    llm_prune: LlmPrune | None = None
+    llm_prune: LlmPrune | LlmFuse | None = None
 
     def __post_init__(self) -> None:
         if self.tokens.ndim != 2:
@@ -143,7 +191,7 @@ class VisualSequence:
         return int(self.tokens.shape[0])
 
     @classmethod
-    def whole(cls, encoded: EncodedVideo, llm_prune: LlmPrune | None = None) -> VisualSequence:
+    def whole(cls, encoded: EncodedVideo, llm_prune: LlmPrune | LlmFuse | None = None) -> VisualSequence:
         """Every encoded token, in order (no reduction before the LLM)."""
         import torch
 

@@ -18,13 +18,22 @@ HOOKS: dict[str, str] = {
                         "mean attention each vision token receives and head-averaged keys (VisionZip)",
     "vision_features": "vision_features(frames) -> (pre [T, P, Cv], post [T, M, C]): vision-encoder patch features "
                        "at the feature layer and the projected tokens",
-    "llm_prune": "generate() honours VisualSequence.llm_prune: visual tokens pruned inside the LLM (FastV)",
+    "llm_prune": "generate() honours an LlmPrune in VisualSequence.llm_prune: visual tokens pruned inside the LLM, in "
+                 "stages (FastV, PyramidDrop)",
+    "llm_fuse": "generate() honours an LlmFuse in VisualSequence.llm_prune: visual tokens merged across frames at the "
+                "same patch position, then pruned, in the first LLM layers (FrameFusion)",
     "patch_features": "encode_patches(frames) -> [T, P, C] unpooled projected patches and pool_patches([T, P, C]) -> "
                       "[T, M, C], the pooling encode_frames applies (ViLAMP's DFM merges all 729 patches)",
     "image_text_encoder": "image_text_encoder: the backbone's own image-text encoder (ViLAMP's CLIP) for selectors",
     "dfm_scorer": "dfm_scorer(question) -> PatchScorer: the checkpoint's learned DFM scoring (ViLAMP sig_pooling)",
     "non_keyframe_tokens": "non_keyframe_tokens(frames) -> [T, C]: the checkpoint's own one-token-per-frame map "
                            "(ViLAMP single_token)",
+    "coarse_encode": "encode_frames_coarse(frames, downscale) -> EncodedVideo: encode_frames with each frame's token "
+                     "grid side divided by `downscale` (key clips: more frames at fewer tokens each). LLaVA-OV pools "
+                     "its patch grid bilinearly to the smaller side (which must divide exactly); Qwen2.5-VL resizes "
+                     "the frames to the merged-patch grid of half-up-rounded sides (≥ 1), `grid` set accordingly. "
+                     "Not offered by ViLAMP's backbone (not implemented there), vLLM (its engine runs its own "
+                     "processor on the frames) or fixed-cost (one mean-colour token per frame, no grid)",
 }
 
 

@@ -33,6 +33,11 @@ class TokenReducer(Protocol):
     requires: ClassVar[frozenset[str]]
     emits_rows: ClassVar[bool]
 
+    def visual_tokens(self, frames: int, per_frame: int) -> int | None:
+        """Exactly how many tokens `reduce` emits for `frames` encoded rows of `per_frame` tokens each, from the
+        arguments alone (budgets are known before a run); None when the count depends on the video (DFM)."""
+        ...
+
     def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
         """Encoded tokens [T, M, C] (T rows for the frames of ctx.frames) in, the LLM's visual sequence out."""
         ...
@@ -54,6 +59,9 @@ class NoReduction:
     def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
         return VisualSequence.whole(encoded)
 
+    def visual_tokens(self, frames: int, per_frame: int) -> int:
+        return frames * per_frame
+
 
 REDUCERS: Registry = Registry("token reducer")
 REDUCERS.register("none", NoReduction)
@@ -64,3 +72,8 @@ REDUCERS.register("dycoke", "baselines.dycoke:DyCoke")
 REDUCERS.register("fastv", "baselines.fastv:FastV")
 REDUCERS.register("blind", "baselines.blind:Blind")  # no visual tokens: the text-only floor
 REDUCERS.register("divprune", "baselines.divprune:DivPrune")  # max–min diverse token subset
+REDUCERS.register("fastvid", "baselines.fastvid:FastVID")  # DySeg segments + density-based STPrune
+REDUCERS.register("flashvid", "baselines.flashvid:FlashVID")  # attention+diversity per frame, tree merging across
+REDUCERS.register("vidcom2", "baselines.vidcom2:VidCom2")  # per-frame budgets from frame uniqueness
+REDUCERS.register("pyramiddrop", "baselines.pyramiddrop:PyramidDrop")  # staged in-LLM dropping
+REDUCERS.register("framefusion", "baselines.framefusion:FrameFusion")  # in-LLM adjacent merging + pruning

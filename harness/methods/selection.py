@@ -40,3 +40,5 @@ SELECTORS.register("dks-stream", "harness.vilamp.selector:StreamingDKS")  # ViLA
 SELECTORS.register("topk", "baselines.topk:TopK")
 SELECTORS.register("aks", "baselines.aks:AKS")
 SELECTORS.register("bolt", "baselines.bolt:BOLT")
+SELECTORS.register("adardkey", "baselines.adardkey:AdaRDKey")  # relevance + log-det diversity, gated
+SELECTORS.register("keyclips", "baselines.keyclips:KeyClips")  # anchor keyframes expanded into coarse clips

@@ -42,6 +42,10 @@ def _build(registry: Registry, part: Component, spec: ModelSpec) -> Any:
         raise ConfigError(f"{_where(spec)}: {exc}") from None
 
 
+# hooks that re-run the vision tower at full resolution: their grids do not match a coarse encode (key clips)
+FULL_RESOLUTION_HOOKS = frozenset({"vision_attention", "vision_features", "patch_features"})
+
+
 def build_methods(spec: ModelSpec) -> tuple[Any, Any]:
     """The spec's frame selector and token reducer, built and checked against each other."""
     selector = _build(SELECTORS, spec.selector, spec)
@@ -50,6 +54,10 @@ def build_methods(spec: ModelSpec) -> tuple[Any, Any]:
         streams = [name for name in REDUCERS if issubclass(REDUCERS.get(name), StreamingReducer)]
         raise Incompatible(f"{_where(spec)}: selector {spec.selector.name!r} streams its frames, but reducer "
                           f"{spec.reducer.name!r} cannot reduce a stream; use one of: {', '.join(streams)}")
+    if "coarse_encode" in selector.requires and (full := sorted(reducer.requires & FULL_RESOLUTION_HOOKS)):
+        raise Incompatible(f"{_where(spec)}: selector {spec.selector.name!r} has its frames encoded coarse, but reducer "
+                          f"{spec.reducer.name!r} reads the full-resolution encoder through {', '.join(full)}, whose "
+                          "grid would not match; pair it with a reducer that reads only the encoded tokens")
     return selector, reducer
 
 

@@ -27,6 +27,7 @@ from harness.core.records import (
     VideoMeta,
     VisualSequence,
 )
+from harness.methods.hooks import require_hook
 from harness.methods.reduction import ReductionContext
 from harness.model.preflight import build_methods
 from harness.model.specs import ModelSpec
@@ -104,8 +105,13 @@ class VideoModel:
             with timer("vision"):  # encoding and merging interleave per chunk: one stage
                 visual = self.reducer.reduce_stream(source, ReductionContext(sample, selection, frames, self.backbone))
             return visual, decoded
+        downscale = decoded.selection.grid_downscale
         with timer("vision"):
-            encoded = self.backbone.encode_frames(decoded.frames)
+            if downscale is None:
+                encoded = self.backbone.encode_frames(decoded.frames)
+            else:  # key clips: every frame at a coarser token grid (the selector's requires names the hook)
+                require_hook(self.backbone, "coarse_encode", f"frame selection {decoded.selection.method!r}")
+                encoded = self.backbone.encode_frames_coarse(decoded.frames, downscale)
         with timer("reduce"):
             context = ReductionContext(sample, decoded.selection, decoded.frames, self.backbone)
             return self.reducer.reduce(encoded, context), decoded

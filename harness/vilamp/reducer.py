@@ -42,6 +42,9 @@ class DFMReducer:
         if self.alpha <= 0 or self.chunk < 1:
             raise ConfigError(f"dfm: alpha must be > 0 and chunk >= 1 (got alpha={self.alpha}, chunk={self.chunk})")
 
+    def visual_tokens(self, frames: int, per_frame: int) -> None:
+        return None  # keyframes keep per_frame tokens, the rest one each: it depends on how many DKS picks
+
     def scorer(self, ctx: ReductionContext) -> PatchScorer:
         if "dfm_scorer" in ctx.backbone.hooks:
             return ctx.backbone.dfm_scorer(ctx.sample.question)

@@ -109,7 +109,7 @@ def test_hooks_return_tensors_of_the_right_shapes(backbone):
     assert text.ndim == 2 and text.shape[1] == backbone.hidden_size
     embeds, n_visual, n_text = backbone.prompt_embeds(VisualSequence.whole(encoded), PROMPT)
     assert embeds.shape == (1, n_visual + n_text, backbone.hidden_size)
-    out = backbone.generate(VisualSequence.whole(encoded, LlmPrune(layer=1, keep_ratio=0.25)), PROMPT,
+    out = backbone.generate(VisualSequence.whole(encoded, LlmPrune.fastv(1, 0.25)), PROMPT,
                             GenerationConfig(max_new_tokens=3))
     assert out.visual_tokens_after_llm_prune is not None and out.visual_tokens_after_llm_prune < out.visual_tokens
     assert {"llm_prune", "vision_attention", "vision_features", "embed_text", "prompt_embeds"} <= backbone.hooks
@@ -217,17 +217,17 @@ def _masked_reference_logits(model, embeds, positions, visual, kept, layer):
 def test_fastv_matches_a_masked_reference_run(family):
     bb = BACKBONES.get(family).load(tiny_seed=0)
     encoded = bb.encode_frames(frames(8))
-    prune = LlmPrune(layer=1, keep_ratio=0.3)
+    prune = LlmPrune.fastv(1, 0.3)
     inputs = bb._inputs(VisualSequence.whole(encoded), PROMPT)
     embeds, visual = inputs.embeds, inputs.visual
     assert len(visual) == encoded.flat.shape[0]  # LLaVA-OV: the trailing image_newline is never pruned
     positions = inputs.positions if family == "qwen25vl" else torch.arange(embeds.shape[1])[None]
     with torch.inference_mode():
-        logits, _, kept, _ = prefill_pruned(bb.model, embeds, positions, visual, prune.layer, prune.keep_ratio)
+        logits, _, kept, _ = prefill_pruned(bb.model, embeds, positions, visual, prune)
     assert len(kept) == int(np.ceil(0.3 * len(visual)))
-    reference = _masked_reference_logits(bb.model, embeds, positions, visual, kept, prune.layer)
+    reference = _masked_reference_logits(bb.model, embeds, positions, visual, kept, prune.layers[0])
     torch.testing.assert_close(logits.float(), reference.float(), atol=2e-4, rtol=1e-4)
-    unpruned = _masked_reference_logits(bb.model, embeds, positions, visual, list(visual), prune.layer)
+    unpruned = _masked_reference_logits(bb.model, embeds, positions, visual, list(visual), prune.layers[0])
     assert not torch.allclose(reference, unpruned, atol=1e-5)  # pruning did change the answer distribution
     first = bb.generate(VisualSequence.whole(encoded, prune), PROMPT, GenerationConfig(max_new_tokens=1))
     assert first.text == bb.tokenizer.decode([int(reference.argmax())], skip_special_tokens=True)

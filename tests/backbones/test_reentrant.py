@@ -27,7 +27,7 @@ A, B = clip(8, 1.0, (90, 160), seed=1), clip(6, 4.0, (64, 64), seed=2)
 def sequences(encoded: EncodedVideo) -> list[VisualSequence]:
     """The visual sequences a sample may hand generate: whole, a selected subset, FastV-pruned in the LLM."""
     return [VisualSequence.whole(encoded), VisualSequence.select(encoded, torch.arange(0, encoded.flat.shape[0], 3)),
-            VisualSequence.whole(encoded, LlmPrune(layer=1, keep_ratio=0.5))]
+            VisualSequence.whole(encoded, LlmPrune.fastv(1, 0.5))]
 
 
 def answers(backbone, encoded: EncodedVideo) -> list[Generation]:

@@ -21,7 +21,7 @@ def load_tiny():
 def pruned_prefill(backbone, embeds, span, prune):
     """The LLaVA-OV FastV prefill (sequential positions): (logits, cache, kept visual positions)."""
     positions = torch.arange(embeds.shape[1])[None]
-    logits, cache, kept, _ = prefill_pruned(backbone.model, embeds, positions, span, prune.layer, prune.keep_ratio)
+    logits, cache, kept, _ = prefill_pruned(backbone.model, embeds, positions, span, prune)
     return logits, cache, kept
 
 
@@ -36,7 +36,7 @@ def setup():
 
 def test_keeps_exactly_the_top_attention_tokens(setup):
     backbone, embeds, span = setup
-    _, _, kept = pruned_prefill(backbone, embeds, span, LlmPrune(layer=1, keep_ratio=0.5))
+    _, _, kept = pruned_prefill(backbone, embeds, span, LlmPrune.fastv(1, 0.5))
     # reference: eager attention weights of layer K-1 = 0, last query, mean over heads
     eager = load_tiny().model
     eager.set_attn_implementation("eager")
@@ -86,12 +86,12 @@ def masked_reference(backbone, embeds, span, kept, layer, steps):
 
 def test_output_equals_masked_reference_run(setup):
     backbone, embeds, span = setup
-    prune = LlmPrune(layer=1, keep_ratio=0.5)
+    prune = LlmPrune.fastv(1, 0.5)
     logits, _, kept = pruned_prefill(backbone, embeds, span, prune)
-    reference = masked_reference(backbone, embeds, span, kept, prune.layer, steps=6)
+    reference = masked_reference(backbone, embeds, span, kept, prune.layers[0], steps=6)
     assert torch.allclose(logits, reference[0], atol=1e-4)
     # a different kept set gives a different output: the comparison can fail
-    other = masked_reference(backbone, embeds, span, sorted(set(span) - set(kept)), prune.layer, steps=1)
+    other = masked_reference(backbone, embeds, span, sorted(set(span) - set(kept)), prune.layers[0], steps=1)
     assert not torch.allclose(logits, other[0], atol=1e-4)
     visual = embeds[0, span.start : span.stop]  # the visual tokens generate() puts back at the same place
     generation = backbone.generate(VisualSequence(visual, llm_prune=prune), PROMPT, GenerationConfig(max_new_tokens=6))
@@ -106,20 +106,20 @@ def test_keep_all_equals_plain_generation(setup):
     tokens = torch.randn(32, backbone.hidden_size, generator=torch.Generator().manual_seed(0))
     config = GenerationConfig(max_new_tokens=6)
     plain = backbone.generate(VisualSequence(tokens), PROMPT, config)
-    kept = backbone.generate(VisualSequence(tokens, llm_prune=LlmPrune(layer=1, keep_ratio=1.0)), PROMPT, config)
+    kept = backbone.generate(VisualSequence(tokens, llm_prune=LlmPrune.fastv(1, 1.0)), PROMPT, config)
     assert plain.text == kept.text and kept.visual_tokens_after_llm_prune == plain.visual_tokens
 
 
 def test_layer_beyond_the_llm_fails_clearly(setup):
     backbone, embeds, span = setup
     with pytest.raises(ValueError, match="must be below the LLM's 2 layers"):
-        pruned_prefill(backbone, embeds, span, LlmPrune(layer=2, keep_ratio=0.5))
+        pruned_prefill(backbone, embeds, span, LlmPrune.fastv(2, 0.5))
 
 
 def test_defaults_and_the_request_in_the_sequence():
     encoded = EncodedVideo(torch.zeros(2, 4, 8), (0.0, 1.0))
     visual = FastV().reduce(encoded, None)
-    assert visual.llm_prune == LlmPrune(layer=2, keep_ratio=0.5)  # K=2, R=50% (FastV README)
+    assert visual.llm_prune == LlmPrune.fastv(2, 0.5)  # K=2, R=50% (FastV README)
     assert torch.equal(visual.tokens, encoded.flat) and visual.rows.tolist() == list(range(8))
     assert FastV.requires == {"llm_prune"}  # the preflight refuses a backbone without it (tests/model/test_preflight.py)
     with pytest.raises(ValueError, match="keep_ratio"):

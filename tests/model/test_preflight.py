@@ -3,7 +3,7 @@
 import pytest
 
 from harness.core.config import ConfigError
-from harness.model.preflight import build_methods, check_combination, check_spec
+from harness.model.preflight import Incompatible, build_methods, check_combination, check_spec
 from harness.model.specs import MODELS, Component, ModelSpec
 
 
@@ -66,3 +66,12 @@ def test_a_keyframe_selectors_encoder_is_checked_by_name_and_on_disk(tmp_path, m
     check_combination(on_disk)  # the pairing is fine (the spec listing keeps it) ...
     with pytest.raises(ConfigError, match="clip-vit-b32: no checkpoint at .*absent"):
         check_spec(on_disk)  # ... but a run needs the weights on disk
+
+
+def test_a_coarse_encode_with_a_full_resolution_reducer_is_refused():
+    spec = ModelSpec("clips-zip", "", Component("tiny"), Component("keyclips", {"anchors": 4, "encoder": "tiny-clip"}),
+                     Component("visionzip"))
+    with pytest.raises(Incompatible, match="encoded coarse, but reducer 'visionzip' reads the full-resolution encoder "
+                                           "through vision_attention"):
+        build_methods(spec)
+    build_methods(ModelSpec("clips-tome", "", spec.backbone, spec.selector, Component("tome")))  # tokens only: fine

@@ -29,7 +29,16 @@ EXPECTED = {
     "tiny-divprune": ("none", 64 + 1),  # 25% of 256, the max–min diverse ones
     "tiny-dycoke": ("none", 4 * (16 + 3 * 4) + 1),  # 4 windows: anchor + 3 × ⌊0.3 · 16⌋
     "tiny-fastv": ("llm_prune", 256 + 1),
+    "tiny-fastvid": ("vision_attention", 16 * 4 + 1),  # 16 frames × 25% of 16 tokens (salient + density-merged)
+    "tiny-flashvid": ("vision_attention", 16 * 4 + 1),  # 16 frames × ⌈25% of 16⌉ (ADTS + tree-merged)
+    "tiny-vidcom2": ("none", 64 + 1),  # 25% of 256, spread over frames by uniqueness
+    "tiny-pyramiddrop": ("llm_prune", 256 + 1),  # every token enters; 64 remain from layer 1
+    "tiny-framefusion": ("llm_fuse", 256 + 1),  # every token enters; merged and pruned in the first layers
+    "tiny-adardkey": ("none", 16 * 6 + 1),  # 1 fps pool of 6 < k: every candidate
+    "tiny-keyclips": ("coarse_encode", 6 * 4 + 1),  # pool of 6 < 16 anchors × 4: all 6 frames at 2 × 2 tokens
 }
+# in-LLM reduction: the visual tokens (+ the image_newline) from the last stage on
+AFTER_LLM = {"tiny-fastv": math.ceil(0.5 * 256) + 1, "tiny-pyramiddrop": 64 + 1}
 # LLaVA-OV tiny is the tiny backbone's weights: its comparison names are aliases of the tiny specs
 ALIASES = {f"llava-ov-tiny-{m}": f"tiny-{m}" for m in ("uniform", "uniform-vilamp-budget", "topk", "aks", "bolt",
                                                       "visionzip", "tome", "dycoke", "fastv")}
@@ -43,8 +52,10 @@ def test_spec_runs_one_sample(name, word_sample):
     assert result.status == "ok" and result.raw_output in ("A", "B", "C", "D"), result.error  # answers by option letter
     assert result.visual_tokens == EXPECTED[name][1]
     assert result.needle_retained is not None and result.n_frames_decoded >= len(result.frame_indices) > 0
-    if name == "tiny-fastv":
-        assert result.visual_tokens_after_llm_prune == math.ceil(0.5 * 256) + 1
+    if name in AFTER_LLM:
+        assert result.visual_tokens_after_llm_prune == AFTER_LLM[name]
+    elif name == "tiny-framefusion":  # how many merge depends on the frames; the prune keeps ≥ 1 and < all
+        assert 1 < result.visual_tokens_after_llm_prune < 256 + 1
     else:
         assert result.visual_tokens_after_llm_prune is None
 

@@ -117,7 +117,7 @@ def test_generate_appends_the_newline_and_refuses_in_llm_pruning():
     embeds, n_visual, n_text = backbone.prompt_embeds(visual, prompt)
     assert embeds.shape == (1, n_visual + n_text, backbone.hidden_size) and n_visual == out.visual_tokens
     with pytest.raises(HookUnavailable, match="'llm_prune'"):
-        backbone.generate(VisualSequence.whole(visual.source, LlmPrune(1, 0.5)), prompt, GenerationConfig())
+        backbone.generate(VisualSequence.whole(visual.source, LlmPrune.fastv(1, 0.5)), prompt, GenerationConfig())
 
 
 def test_instance_hooks_follow_the_composer_type(checkpoint, tmp_path):
