@@ -84,7 +84,9 @@ bench: $(STAMP)
 # The committed comparison (results/needle-comparison/): every canary spec on all 720 needle_exam questions, then
 # `compare`. A run left by an interrupted comparison is resumed, not redone.
 NEEDLE_SPECS := canary-uniform canary-uniform-1fps canary-uniform-vilamp-budget canary-vilamp-tf canary-topk \
-                canary-aks canary-bolt canary-visionzip canary-tome canary-dycoke canary-fastv canary-blind
+                canary-aks canary-bolt canary-adardkey canary-keyclips canary-visionzip canary-tome canary-dycoke \
+                canary-divprune canary-fastvid canary-flashvid canary-vidcom2 canary-fastv canary-pyramiddrop \
+                canary-framefusion canary-blind
 NEEDLE_RUNS  := results/.needle-comparison-runs
 needle-comparison: $(STAMP)
 	for m in $(NEEDLE_SPECS); do \

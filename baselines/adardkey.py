@@ -37,16 +37,13 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import torch
 
-from baselines.relevance import KeyframeSelector, minmax, query_text
+from baselines.relevance import KeyframeSelector, embeddings_and_relevance, minmax
 from harness.core.records import Frames, FrameSelection, Sample, VideoMeta
-from harness.methods.encoders import load_encoder
 
 
-def rd_greedy(relevance: np.ndarray, embeddings: np.ndarray, k: int, lam: float,
-              eps: float) -> tuple[list[int], list[float]]:
-    """Greedy RD-MV: positions in pick order, and each pick's log-det increment (its diversity gain).
+def rd_greedy(relevance: np.ndarray, embeddings: np.ndarray, k: int, lam: float, eps: float) -> list[int]:
+    """Greedy RD-MV: positions in pick order.
 
     `relevance` is the weighted relevance term per candidate (zeros for diversity-only); `embeddings` [N, D]
     are used as given (normalise them first for a cosine kernel).
@@ -59,18 +56,16 @@ def rd_greedy(relevance: np.ndarray, embeddings: np.ndarray, k: int, lam: float,
     factors = np.zeros((k, n))  # rows of the Cholesky factor of L restricted to the picks, over every candidate
     taken = np.zeros(n, dtype=bool)
     order: list[int] = []
-    increments: list[float] = []
     for step in range(k):
         gain = relevance + lam * np.log(np.maximum(residual, np.finfo(float).tiny))
         gain[taken] = -np.inf
         j = int(np.argmax(gain))  # first maximum: ties go to the earlier frame
         order.append(j)
-        increments.append(float(np.log(residual[j])))
         taken[j] = True
         row = feats @ feats[j]  # L_j· off the diagonal; the ridge only touches frame j, which is never read again
         factors[step] = (row - factors[:step].T @ factors[:step, j]) / np.sqrt(residual[j])
         residual = residual - factors[step] ** 2
-    return order, increments
+    return order
 
 
 def adardkey_indices(scores: np.ndarray, embeddings: np.ndarray, k: int, lam: float = 1.0, eps: float = 0.01,
@@ -80,8 +75,7 @@ def adardkey_indices(scores: np.ndarray, embeddings: np.ndarray, k: int, lam: fl
         return list(range(len(scores)))
     flat = float(scores.max() - scores.min()) < gate  # relevance-aware gate: no signal → diversity only
     weighted = np.zeros(len(scores)) if flat else minmax(np.asarray(scores, dtype=np.float64))
-    order, _ = rd_greedy(weighted, embeddings, k, lam, eps)
-    return sorted(order)
+    return sorted(rd_greedy(weighted, embeddings, k, lam, eps))
 
 
 @dataclass(frozen=True)
@@ -100,12 +94,12 @@ class AdaRDKey(KeyframeSelector):
             raise ValueError(f"adardkey: lam and eps must be > 0 and gate >= 0, got {self.lam}, {self.eps}, "
                              f"{self.gate}")
 
+    def frames_kept(self) -> int:
+        return self.k
+
     def select(self, sample: Sample, meta: VideoMeta, frames: Frames) -> FrameSelection:
-        # relevance.relevance() discards the image embeddings, and the kernel needs them: embed once here
-        model = load_encoder(self.encoder)
-        images = torch.nn.functional.normalize(model.embed_images(frames).float(), dim=-1)
-        text = torch.nn.functional.normalize(model.embed_text(query_text(sample, self.query)).float(), dim=-1)
-        scores = (images @ text).double().numpy()
+        # one encoder pass: the embeddings form the kernel, their cosines to the query the relevance
+        images, scores = embeddings_and_relevance(self.encoder, sample, frames, self.query)
         chosen = adardkey_indices(scores, images.double().numpy(), self.k, self.lam, self.eps, self.gate)
         return FrameSelection(self.name, tuple(frames.indices[i] for i in chosen),
                               scores=tuple(float(scores[i]) for i in chosen))

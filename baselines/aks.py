@@ -67,5 +67,10 @@ class AKS(KeyframeSelector):
         if self.max_frames < 1 or self.depth < 0:
             raise ValueError(f"aks: max_frames must be >= 1 and depth >= 0, got {self.max_frames}, {self.depth}")
 
+    def frame_budget(self, per_frame: int | None) -> tuple[int, int | None] | None:
+        # the kept bins tile the pool and a bin at depth d gives M / 2^d: M in all when M is a power of two (depth is
+        # capped at log2 M); otherwise the floors lose a data-dependent few
+        return (self.max_frames, per_frame) if self.max_frames & (self.max_frames - 1) == 0 else None
+
     def choose(self, scores: np.ndarray) -> list[int]:
         return aks_indices(scores, self.max_frames, self.t1, self.t2, self.depth)

@@ -51,5 +51,8 @@ class BOLT(KeyframeSelector):
         if self.n < 1 or self.power <= 0:
             raise ValueError(f"bolt: n must be >= 1 and power > 0, got {self.n}, {self.power}")
 
+    def frames_kept(self) -> int:
+        return self.n
+
     def choose(self, scores: np.ndarray) -> list[int]:
         return inverse_cdf_indices(scores, self.n, self.power)

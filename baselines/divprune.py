@@ -7,11 +7,13 @@ its own nearest neighbour, each next one the token farthest from the set chosen 
 set is its distance to the nearest member). Here over all of the video's visual tokens at once (T·M, after the
 projector and pooling, as the LLM would read them); the kept tokens keep their order, so a grid backbone places
 each at its own row. Official default `threshold_ratio` 0.1: keep round(0.1 · N) tokens.
+FlashVID's ADTS (baselines/flashvid.py) is the same greedy with each column's distances scaled by a calibration.
 Hook: none.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -21,10 +23,15 @@ from harness.core.records import EncodedVideo, VisualSequence
 from harness.methods.reduction import ReductionContext
 
 
-def max_min_diverse(features: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices (in the order chosen) of `k` rows of `features` [N, C] by DivPrune's greedy max–min rule."""
+def max_min_diverse(features: torch.Tensor, k: int, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Indices (in the order chosen) of `k` rows of `features` [N, C] by DivPrune's greedy max–min rule.
+
+    `weight` [N] scales column j of the distances by weight_j (FlashVID's calibrated ADTS); None is DivPrune.
+    """
     unit = torch.nn.functional.normalize(features.float(), dim=-1)
     distance = 1.0 - unit @ unit.T
+    if weight is not None:
+        distance = distance * weight.float()[None, :]
     n = len(features)
     k = max(1, min(k, n))
     if n == 1:
@@ -33,7 +40,8 @@ def max_min_diverse(features: torch.Tensor, k: int) -> torch.Tensor:
     chosen = [int(torch.argmax(nearest))]
     to_set = distance[chosen[0]].clone()  # each token's distance to its nearest chosen token
     for _ in range(1, k):
-        to_set[chosen] = -1.0  # never chosen twice, even among duplicates
+        # never chosen twice, even among duplicates; −inf, as calibrated distances can be negative
+        to_set[chosen] = -math.inf
         chosen.append(int(torch.argmax(to_set)))
         to_set = torch.minimum(to_set, distance[chosen[-1]])
     return torch.tensor(chosen, dtype=torch.long)

@@ -33,7 +33,12 @@ Deviations:
 - Ties are broken by position (earlier token first) instead of the official 1e-6 random noise on ρ: reproducible.
 - Fewer than c frames: every gap is a cut (the official topk would fail). p = 1 merges across the segment like any
   p (the LLaVA-OV code falls back to per-frame merging there).
+- Positions: the LLaVA-OV code prunes inside Qwen2Model.forward and each kept token keeps its original position
+  id; here tokens are reduced before the LLM, so on LLaVA-OV they are placed sequentially (positions compacted),
+  while on Qwen2.5-VL each keeps its row's M-RoPE position.
 Hook: "vision_attention" on the backbone (ATS); DySeg and the density pruning use the encoded tokens.
+FlashVID (baselines/flashvid.py) reuses `dyseg` (its rule is the same: the c − 1 least similar gaps ∪ the gaps
+below τ) and the DPC-kNN score (`dpc_distances`, `density_peak_scores`).
 """
 
 from __future__ import annotations
@@ -62,14 +67,18 @@ def dyseg(features: torch.Tensor, min_segments: int, tau: float) -> list[int]:
     return [b - a for a, b in itertools.pairwise(bounds)]
 
 
-def density_peak_scores(x: torch.Tensor, knn: int) -> torch.Tensor:
-    """DPC-kNN score ρ·δ of each row of x [n, C] (see the module docstring)."""
-    n, c = x.shape
+def dpc_distances(x: torch.Tensor) -> torch.Tensor:
+    """DPC-kNN's pairwise distances of the rows of x [n, C]: ‖x_i − x_j‖ / √C, [n, n] float."""
     x = x.float()
-    dist = torch.cdist(x, x) / math.sqrt(c)
+    return torch.cdist(x, x) / math.sqrt(x.shape[1])
+
+
+def density_peak_scores(dist: torch.Tensor, knn: int) -> torch.Tensor:
+    """DPC-kNN score ρ·δ of each row given their `dpc_distances` [n, n] (see the module docstring)."""
+    n = len(dist)
     nearest = torch.topk(dist, min(knn, n), dim=-1, largest=False).values  # includes the token itself (0)
     density = torch.exp(-(nearest**2).mean(-1))
-    index = torch.arange(n)
+    index = torch.arange(n, device=dist.device)
     # j is "denser" than i when ρ_j > ρ_i, equal densities going to the earlier token (replaces official noise)
     rho_i, rho_j = density[:, None], density[None, :]
     denser = (rho_j > rho_i) | ((rho_j == rho_i) & (index[None] < index[:, None]))
@@ -125,7 +134,7 @@ def stprune(tokens: torch.Tensor, attention: torch.Tensor, sizes: list[int], sal
                 continue
             f = start + j
             candidates = x[f, rest[f]]
-            score = density_peak_scores(candidates, knn)
+            score = density_peak_scores(dpc_distances(candidates), knn)
             pick = torch.argsort(score, descending=True, stable=True)[:quota]
             rows.append(f * m + rest[f, pick])
             out.append(merge_into(candidates[pick], pool, beta))

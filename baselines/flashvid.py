@@ -2,15 +2,17 @@
 oral, arXiv 2602.08024; official code Fanziyang-v/FlashVID).
 
 Each row (frame) keeps B = ⌈M · retention · expansion⌉ of its M tokens: A = ⌈α·B⌉ by ADTS, S = B − A by TSTM.
-1. DySeg (from FastVID): cut the video where the cosine of consecutive frame-mean tokens falls below 0.9, then at
-   the lowest-similarity transitions until there are `min_segments` segments (utils.segment / additional_segment).
+1. DySeg (FastVID's, baselines.fastvid.dyseg): cut the video where the cosine of consecutive frame-mean tokens
+   falls below 0.9, then at the lowest-similarity transitions until there are `min_segments` segments
+   (utils.segment / additional_segment).
 2. ADTS, per frame: the calibrated max–min diversity problem solved greedily. d_ij = 1 − cos(x_i, x_j) is scaled by
    column j's calibration c_j (the attention token j receives; "attn_div_v2" also × x_j · the segment's mean token,
    its event relevance); the first token maximises its calibrated distance to its nearest neighbour, each next one
-   maximises min over the chosen s of c_j·d_sj (token_selection.attn_div[_v2]_based_token_selection). SigLIP has
-   no CLS: the official LLaVA-OV patch returns the last feature layer's softmax attention averaged over heads and
-   queries (siglip_encoder.SigLipAttention_forward), 2-D pooled like the features; on Qwen2.5-VL the last ViT
-   block's, averaged over each token's 2×2 patches — exactly the "vision_attention" hook.
+   maximises min over the chosen s of c_j·d_sj (token_selection.attn_div[_v2]_based_token_selection): DivPrune's
+   greedy with column weights (baselines.divprune.max_min_diverse). SigLIP has no CLS: the official LLaVA-OV
+   patch returns the last feature layer's softmax attention averaged over heads and queries
+   (siglip_encoder.SigLipAttention_forward), 2-D pooled like the features; on Qwen2.5-VL the last ViT block's,
+   averaged over each token's 2×2 patches — exactly the "vision_attention" hook.
 3. TSTM, per segment, on the tokens ADTS left: each token of frame t ≥ 1 is linked to its most similar (cosine)
    unselected token of frame t − 1 when that similarity exceeds τ = 0.8; the links form redundancy trees rooted
    at an unlinked token, and each tree becomes one token, the uniform mean of its members, at its root's position.
@@ -37,11 +39,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from baselines.apportion import largest_remainder
+from baselines.divprune import max_min_diverse
+from baselines.fastvid import density_peak_scores, dpc_distances, dyseg
 from harness.core.records import EncodedVideo, LlmPrune, VisualSequence
 from harness.methods.reduction import ReductionContext
 
@@ -56,18 +62,6 @@ def split_budget(m: int, retention: float, expansion: float, alpha: float) -> tu
     return selected, budget - selected
 
 
-def dyseg(tokens: torch.Tensor, threshold: float, min_segments: int) -> list[int]:
-    """Segment lengths of rows [T, M, C]: cuts below `threshold`, then at the least similar transitions."""
-    t = tokens.shape[0]
-    means = F.normalize(tokens.float().mean(1), dim=-1)
-    similarity = (means[:-1] * means[1:]).sum(-1)  # transition i: rows i → i + 1
-    cuts = set(torch.nonzero(similarity < threshold)[:, 0].tolist())
-    rest = sorted((float(similarity[i]), i) for i in range(t - 1) if i not in cuts)
-    cuts.update(i for _, i in rest[: max(0, min_segments - len(cuts) - 1)])
-    bounds = [-1, *sorted(cuts), t - 1]
-    return [b - a for a, b in zip(bounds[:-1], bounds[1:])]
-
-
 def calibration(tokens: torch.Tensor, received: torch.Tensor, selection: str) -> torch.Tensor:
     """ADTS's per-token calibration [F, M] for one segment's rows [F, M, C]."""
     weight = received.float()
@@ -77,22 +71,11 @@ def calibration(tokens: torch.Tensor, received: torch.Tensor, selection: str) ->
 
 
 def adts(tokens: torch.Tensor, weight: torch.Tensor, k: int) -> torch.Tensor:
-    """Sorted positions of the k tokens of one frame [M, C] chosen by the calibrated greedy max–min rule."""
-    m = tokens.shape[0]
-    if k >= m:
-        return torch.arange(m)
+    """Sorted positions of the k tokens of one frame [M, C] chosen by the calibrated greedy max–min rule: DivPrune's,
+    with column j of the cosine distances scaled by token j's calibration."""
     if k <= 0:
         return torch.empty(0, dtype=torch.long)
-    unit = F.normalize(tokens.float(), dim=-1)
-    scaled = (1.0 - unit @ unit.T) * weight[None, :]  # column j scaled by token j's calibration
-    nearest = torch.topk(scaled, 2, dim=0, largest=False).values[1]  # [0] is (about) the token itself
-    chosen = [int(torch.argmax(nearest))]
-    to_set = scaled[chosen[0]].clone()
-    for _ in range(1, k):
-        to_set[chosen] = -math.inf
-        chosen.append(int(torch.argmax(to_set)))
-        to_set = torch.minimum(to_set, scaled[chosen[-1]])
-    return torch.sort(torch.tensor(chosen)).values
+    return torch.sort(max_min_diverse(tokens, k, weight)).values
 
 
 def redundancy_trees(tokens: torch.Tensor, free: torch.Tensor, threshold: float, min_roots: int):
@@ -123,32 +106,22 @@ def redundancy_trees(tokens: torch.Tensor, free: torch.Tensor, threshold: float,
 
 
 def dpc_knn(features: torch.Tensor, clusters: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cluster of each row [n], centre rows [clusters]) by density-peak clustering with k-NN density."""
-    n, c = features.shape
-    dist = torch.cdist(features.float(), features.float()) / math.sqrt(c)
-    knn = torch.topk(dist, min(clusters, DPC_NEIGHBOURS, n), dim=-1, largest=False).values
-    density = torch.exp(-(knn**2).mean(-1))
-    row, col = density[:, None], density[None, :]
-    earlier = torch.arange(n)[None, :] < torch.arange(n)[:, None]
-    # j outranks i when denser; equal densities go to the lower index (the official breaks ties with noise)
-    higher = (col > row) | ((col == row) & earlier)
-    delta = torch.where(higher, dist, dist.max()).min(-1).values
-    centres = torch.sort(delta * density, descending=True, stable=True).indices[:clusters]
+    """(cluster of each row [n], centre rows [clusters]): the top density-peak scores are the centres (FastVID's
+    DPC-kNN, here with k = min(clusters, 7)), every other row joins its nearest centre."""
+    dist = dpc_distances(features)
+    scores = density_peak_scores(dist, min(clusters, DPC_NEIGHBOURS))
+    centres = torch.sort(scores, descending=True, stable=True).indices[:clusters]
     assign = dist[:, centres].argmin(-1)
     assign[centres] = torch.arange(clusters)
     return assign, centres
 
 
 def apportion(sizes: list[int], total: int) -> list[int]:
-    """Largest-remainder split of `total` (≤ sum(sizes)) in proportion to `sizes`; ties to the earlier one."""
+    """Largest-remainder split of `total` (≤ sum(sizes)) in proportion to `sizes`, ties to the earlier one; exact
+    quotas, so equal remainders tie exactly, and none exceeds its size."""
     whole = sum(sizes)
-    if whole == 0:
-        return [0] * len(sizes)
-    shares = [s * total // whole for s in sizes]
-    order = sorted(range(len(sizes)), key=lambda i: (-(sizes[i] * total % whole), i))
-    for i in order[: total - sum(shares)]:
-        shares[i] += 1
-    return shares
+    quotas = [Fraction(s * total, whole) if whole else Fraction(0) for s in sizes]
+    return largest_remainder(quotas, total, 0, max(sizes, default=0))
 
 
 def compress_segment(tokens: torch.Tensor, received: torch.Tensor, offset: int, selected: int, merged: int,
@@ -218,20 +191,23 @@ class FlashVID:
     def requires(self) -> frozenset[str]:
         return frozenset({"vision_attention", "llm_prune"} if self.llm_layer else {"vision_attention"})
 
+    def request(self) -> LlmPrune | None:
+        return LlmPrune.fastv(self.llm_layer, self.llm_keep) if self.llm_layer else None
+
     def visual_tokens(self, frames: int, per_frame: int) -> int:
         return frames * sum(split_budget(per_frame, self.retention, self.expansion, self.alpha)) if per_frame else 0
 
     def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
         tokens = encoded.tokens
         t, m, c = tokens.shape
-        prune = LlmPrune.fastv(self.llm_layer, self.llm_keep) if self.llm_layer else None
+        prune = self.request()
         if t == 0 or m == 0:
             return VisualSequence(tokens.new_zeros(0, c), torch.empty(0, dtype=torch.long), encoded, prune)
         received, _ = ctx.backbone.vision_attention(ctx.frames)
         cpu = tokens.detach().float().cpu()
         received = received.float().cpu()
         selected, merged = split_budget(m, self.retention, self.expansion, self.alpha)
-        lengths = dyseg(cpu, self.segment_threshold, self.min_segments) if self.segment else [t]
+        lengths = dyseg(cpu.mean(1), self.min_segments, self.segment_threshold) if self.segment else [t]
         out, rows, offset = [], [], 0
         for length in lengths:
             seg_out, seg_rows = compress_segment(cpu[offset : offset + length], received[offset : offset + length],

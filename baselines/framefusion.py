@@ -4,7 +4,7 @@ first LLM layers (Fu et al., ICCV 2025, arXiv 2501.01986; official code thu-nics
 Before layer 0 and after each layer's attention, a visual token whose hidden state is at least S cosine-similar to
 the surviving token at the same patch position in an earlier frame folds into it (plain mean); merging repeats
 layer after layer until the share merged in one step falls below `min_ratio`; then, in the next layer, the last
-prompt token's attention prunes the least important tokens so that the visual tokens averaged over the LLM's steps
+prompt token's attention prunes the least important tokens so that the visual tokens averaged over the LLM's layers
 are `cost` of those entering (harness/backbones/framefusion.py has the exact rules and the deviations).
 Official defaults (`FrameFusion.__init__`, README and example_llava.py): cost 0.3, similarity_lower_bound 0.6,
 ratio_lower_bound 0.1 (example_qwen2vl.py: similarity 0.5). All tokens enter the LLM; what remains after the
@@ -26,7 +26,7 @@ from harness.methods.reduction import ReductionContext
 
 @dataclass(frozen=True)
 class FrameFusion:
-    cost: float = 0.3  # mean visual-token fraction per LLM step
+    cost: float = 0.3  # mean visual-token fraction over the LLM's layers
     similarity: float = 0.6  # S, the merge threshold
     min_ratio: float = 0.1  # merging stops after a step that merges less than this share
     name: ClassVar[str] = "framefusion"

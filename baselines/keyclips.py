@@ -30,8 +30,10 @@ patch grid is pooled to 7×7 instead of 14×14) and before it on Qwen2.5-VL (sma
 K-means is solved exactly (1-D dynamic programming: deterministic; the paper's initialisation is not stated);
 fewer peaks or non-empty clusters than K are topped up with the most relevant other frames, as BOLT tops up.
 Budget: exactly K·M tokens when the pool holds ≥ K·L frames; a shorter video gives all its pool frames, coarse.
-Pair it with reducers that only read `encoded` (none, tome, divprune, dycoke, fastv): VisionZip and DFM query the
-backbone's full-resolution grid again.
+Pairs with reducers that read only the encoded tokens (none, tome, divprune, dycoke, vidcom2, fastv, pyramiddrop,
+framefusion). The preflight refuses it with reducers that re-run the vision tower at full resolution through
+vision_attention / vision_features / patch_features, whose grid would not match the coarse one (visionzip, fastvid,
+flashvid); DFM is no pairing either: it needs a keyframe selector (DKS) and stops at reduce without one.
 Hook: coarse_encode (encode_frames_coarse) whenever downscale > 1, plus the selector's own image–text encoder.
 """
 
@@ -117,17 +119,6 @@ def expand_clips(scores: np.ndarray, anchors: list[int], length: int) -> list[in
     return sorted(kept)
 
 
-def runs(positions: list[int]) -> list[tuple[int, int]]:
-    """Maximal runs of consecutive positions as (first, last)."""
-    out: list[tuple[int, int]] = []
-    for p in positions:
-        if out and p == out[-1][1] + 1:
-            out[-1] = (out[-1][0], p)
-        else:
-            out.append((p, p))
-    return out
-
-
 @dataclass(frozen=True)
 class KeyClips(KeyframeSelector):
     anchors: int = 32  # K: anchor keyframes, the frame count whose full-resolution tokens are the budget
@@ -155,17 +146,16 @@ class KeyClips(KeyframeSelector):
     def requires(self) -> frozenset[str]:  # type: ignore[override]
         return frozenset({COARSE_HOOK}) if self.grid_downscale > 1 else frozenset()
 
-    def frames(self, pool: int) -> int:
-        """Frames that reach the model from a pool of `pool` candidates."""
-        return min(self.anchors * self.clip_len, pool)
-
-    def visual_tokens(self, pool: int, side: int) -> int:
-        """Exact visual tokens on a backbone encoding each frame as a side×side grid (LLaVA-OV; before its one
-        trailing newline): frames × (side / downscale)²; = anchors · side² when the pool is large enough and
-        downscale² = clip_len."""
-        if side % self.grid_downscale:
-            raise ValueError(f"keyclips: downscale {self.grid_downscale} does not divide a {side}×{side} grid")
-        return self.frames(pool) * (side // self.grid_downscale) ** 2
+    def frame_budget(self, per_frame: int | None) -> tuple[int, int | None] | None:
+        """K·L frames at (side / downscale)² tokens each on a side×side grid (LLaVA-OV; = K · side² when downscale² =
+        L); on Qwen2.5-VL the grid follows the frame size (per_frame None), so only the frame count is known."""
+        frames = self.anchors * self.clip_len
+        if per_frame is None:
+            return frames, None
+        side = math.isqrt(per_frame)
+        if side * side != per_frame or side % self.grid_downscale:
+            raise ValueError(f"keyclips: downscale {self.grid_downscale} does not divide a grid of {per_frame} tokens")
+        return frames, (side // self.grid_downscale) ** 2
 
     def choose_anchors(self, scores: np.ndarray) -> list[int]:
         if self.anchor == "topk":

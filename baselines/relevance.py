@@ -1,4 +1,5 @@
-"""What the query-aware keyframe selectors (top-k, AKS, BOLT) share: the candidate pool and frame relevance.
+"""What the query-aware keyframe selectors (top-k, AKS, BOLT, AdaRD-Key, key clips) share: the candidate pool and
+frame relevance.
 
 Every method scores a 1 fps pool (notes/baselines.md §B), capped at 600 frames like ViLAMP's eval scripts
 (scripts/eval/exp_*.py), so the keyframe baselines and ViLAMP choose from the same candidates. Relevance is
@@ -34,12 +35,18 @@ def query_text(sample: Sample, query: Query) -> str:
     raise ValueError(f"unknown query mode {query!r}; valid: question, question+options")
 
 
-def relevance(encoder: str, sample: Sample, frames: Frames, query: Query = "question") -> np.ndarray:
-    """Cosine similarity of each frame to the query text: float64 [len(frames)]."""
+def embeddings_and_relevance(encoder: str, sample: Sample, frames: Frames,
+                             query: Query = "question") -> tuple[torch.Tensor, np.ndarray]:
+    """(L2-normalised frame embeddings [len(frames), D] float, their cosine to the query text float64 [len(frames)])."""
     model = load_encoder(encoder)
     images = torch.nn.functional.normalize(model.embed_images(frames).float(), dim=-1)
     text = torch.nn.functional.normalize(model.embed_text(query_text(sample, query)).float(), dim=-1)
-    return (images @ text).double().numpy()
+    return images, (images @ text).double().numpy()
+
+
+def relevance(encoder: str, sample: Sample, frames: Frames, query: Query = "question") -> np.ndarray:
+    """Cosine similarity of each frame to the query text: float64 [len(frames)]."""
+    return embeddings_and_relevance(encoder, sample, frames, query)[1]
 
 
 def minmax(scores: np.ndarray) -> np.ndarray:
@@ -69,6 +76,13 @@ class KeyframeSelector:
 
     def choose(self, scores: np.ndarray) -> list[int]:
         """Positions into the pool, sorted by time."""
+        raise NotImplementedError
+
+    def frame_budget(self, per_frame: int | None) -> tuple[int, int | None] | None:
+        """Every keyframe selector keeps a fixed number of whole frames from a long enough pool (`frames_kept`)."""
+        return self.frames_kept(), per_frame
+
+    def frames_kept(self) -> int:
         raise NotImplementedError
 
     def plan(self, meta: VideoMeta) -> tuple[int, ...]:

@@ -32,5 +32,8 @@ class TopK(KeyframeSelector):
         if self.k < 1:
             raise ValueError(f"topk: k must be >= 1, got {self.k}")
 
+    def frames_kept(self) -> int:
+        return self.k
+
     def choose(self, scores: np.ndarray) -> list[int]:
         return top_k(scores, self.k)

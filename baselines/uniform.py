@@ -95,6 +95,9 @@ class Uniform:
     def preflight(self) -> None:
         """Nothing to check on disk: uniform sampling reads only the video's metadata."""
 
+    def frame_budget(self, per_frame: int | None) -> tuple[int, int | None] | None:
+        return None if self.fps is not None or self.budget is not None else (int(self.n or 0), per_frame)
+
     def target_tokens(self, meta: VideoMeta) -> int:
         """The visual-token target of budget mode for this video."""
         if self.budget == "vilamp":

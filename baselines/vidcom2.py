@@ -21,22 +21,22 @@ llava/model/vidcom2.py):
   the merger's output per temporal group of 2 frames) — here `encoded.tokens`, a row being the unit of time.
 Deviation (exact budget): the official k_t = max(1, round(min(r_t, 1)·M)) per frame, whose total drifts from r·T·M
 with the rounding (16 × 16 tokens at 25% with one stand-out frame: 8 + 15·round(3.75) = 68, not 64) and loses what
-the cap at M cuts off. Here the total is exactly
-clamp(round(r·T·M), T, T·M) (`visual_tokens`), apportioned by largest remainders of the quotas r_t·M within
-[1, M]: the same k_t as the official code whenever its rounded total is already exact, otherwise the nearest
-integers that make it exact. Equal remainders go to the more unique frame; equal token scores to the earlier
-token, where the official `topk` leaves ties to the kernel, so the output is deterministic.
+the cap at M cuts off. Here the total is exactly clamp(round(r·T·M), T, T·M) (`visual_tokens`), apportioned by
+largest remainders of the quotas r_t·M within [1, M] (baselines.apportion): the same k_t as the official code
+whenever its rounded total is already exact, otherwise the nearest integers that make it exact. Equal remainders
+go to the more unique frame; equal token scores to the earlier token, where the official `topk` leaves ties to the
+kernel, so the output is deterministic.
 Hook: none (visual tokens only).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
+from baselines.apportion import largest_remainder
 from harness.core.records import EncodedVideo, VisualSequence
 from harness.methods.reduction import ReductionContext
 
@@ -76,35 +76,12 @@ def total_budget(frames: int, per_frame: int, keep_ratio: float) -> int:
     return min(n, max(frames, round(keep_ratio * n)))
 
 
-def apportion(quotas: list[float], total: int, cap: int, priority: list[float] | None = None) -> list[int]:
-    """Integers k_t in [1, cap] summing to `total`, by largest remainders of the real quotas (Hamilton's method).
-
-    Whole parts first (clamped to [1, cap]); then one token at a time to the frame furthest below its quota that
-    has room, or, when the floor of one token per frame overshoots, from the frame furthest above its quota.
-    Equal remainders (common: a saturated softmax leaves every other frame the same quota) go by `priority`
-    (higher first to gain, last to lose), then to the earlier frame.
-    """
-    priority = priority if priority is not None else [0.0] * len(quotas)
-    counts = [min(cap, max(1, math.floor(q))) for q in quotas]
-    remaining = total - sum(counts)
-    while remaining > 0:
-        room = [t for t in range(len(counts)) if counts[t] < cap]
-        best = max(room, key=lambda t: (quotas[t] - counts[t], priority[t], -t))
-        counts[best] += 1
-        remaining -= 1
-    while remaining < 0:
-        spare = [t for t in range(len(counts)) if counts[t] > 1]
-        worst = min(spare, key=lambda t: (quotas[t] - counts[t], priority[t], t))
-        counts[worst] -= 1
-        remaining += 1
-    return counts
-
-
 def frame_budgets(uniqueness: torch.Tensor, per_frame: int, keep_ratio: float, temperature: float) -> list[int]:
     """VidCom2's tokens per frame from the frames' uniqueness [T], summing to `total_budget` exactly; equal
     remainders favour the more unique frame."""
     quotas = (frame_retention(uniqueness, keep_ratio, temperature) * per_frame).tolist()
-    return apportion(quotas, total_budget(len(quotas), per_frame, keep_ratio), per_frame, uniqueness.tolist())
+    return largest_remainder(quotas, total_budget(len(quotas), per_frame, keep_ratio), 1, per_frame,
+                             uniqueness.tolist())
 
 
 def keep_positions(scores: torch.Tensor, budgets: list[int]) -> list[torch.Tensor]:

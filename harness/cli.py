@@ -181,6 +181,7 @@ def cmd_tasks() -> int:
 
 
 def cmd_models() -> int:
+    from harness.model.budget import budget
     from harness.model.specs import MODELS
 
     for name in MODELS.names():
@@ -188,7 +189,8 @@ def cmd_models() -> int:
         if spec.name != name:  # an alias: MODELS.get returns the spec it names
             print(f"{name:<28} alias of {spec.name}")
             continue
-        print(f"{name:<28} hook: {spec.hooks():<24} {spec.description}  "
+        tokens = budget(spec)
+        print(f"{name:<28} hook: {spec.hooks():<24} tokens: {str(tokens or 'per video'):<28} {spec.description}  "
               f"[{spec.backbone} × {spec.selector} × {spec.reducer}]")
     return 0
 

@@ -50,6 +50,7 @@ class BackboneClass(Protocol):
 
     hooks: ClassVar[frozenset[str]]
     placement: ClassVar[Placement]
+    separator_tokens: ClassVar[int]  # tokens added after a non-empty visual sequence (LLaVA-OV's image_newline)
 
     @classmethod
     def load(cls, **args: Any) -> Backbone: ...

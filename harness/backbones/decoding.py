@@ -104,6 +104,7 @@ class ChatBackbone:
     name: str
     hooks: ClassVar[frozenset[str]]
     placement: ClassVar[Placement]
+    separator_tokens: ClassVar[int] = 0  # tokens the backbone adds after a non-empty visual sequence
     model: Any
     tokenizer: Any
     device: torch.device

@@ -27,6 +27,7 @@ class FixedCost:
     tokens_per_frame: int = 1
     hooks: ClassVar[frozenset[str]] = frozenset()
     placement: ClassVar[Placement] = "sequential"
+    separator_tokens: ClassVar[int] = 0
 
     @classmethod
     def load(cls, **args: Any) -> FixedCost:

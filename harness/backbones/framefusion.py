@@ -2,7 +2,8 @@
 patches): merging of temporally adjacent similar visual tokens, then importance pruning, in the first LLM layers.
 
 The decoder layers run one half at a time, because FrameFusion acts on the residual stream after attention and
-before the MLP (and once on the input embeddings before layer 0). Each act is one "step" of its budget:
+before the MLP (and once on the input embeddings before layer 0); what layer i's attention sees is step i of the
+budget:
 - merge, while not finished: a visual token whose hidden state is at least `similarity` cosine-similar to the
   previous surviving token at its patch position (the same spatial position in an earlier frame) is marked; a run of
   marked tokens folds into the unmarked token before it, whose value becomes the plain mean of the run and itself
@@ -11,9 +12,9 @@ before the MLP (and once on the input embeddings before layer 0). Each act is on
 - prune, once, in the first layer after merging ended: the last prompt token's attention in that layer (mean over
   heads) ranks the visual tokens and the least attended go, so that the visual tokens averaged over the steps meet
   `cost`. The layer's own KV still holds every token; later layers see only the survivors.
-Survivors keep their original positions. The official budget divides by a hard-coded 28 layers (Qwen2-7B); here
-the LLM's own depth. Where the official code raises because the budget can no longer be met (a shallow LLM), the
-prune keeps one token. The separator after LLaVA-OV's video (image_newline) is not a patch position: never merged,
+Survivors keep their original positions. The official budget divides by a hard-coded 28 layers (Qwen2-7B's depth:
+step i is what layer i's attention sees, the merge before layer 0 being step 0); here the LLM's own depth. Where
+the official code raises because the budget can no longer be met (a shallow LLM), the prune keeps one token. The separator after LLaVA-OV's video (image_newline) is not a patch position: never merged,
 never pruned (the official LLaVA-Video patch gives its per-row newlines patch positions of their own).
 """
 
@@ -92,6 +93,7 @@ def merge_step(hidden: torch.Tensor, state: FusionState, fuse: LlmFuse,
         if marked[i]:
             head[i] = head[int(previous[i])]
     survivors = (~marked).nonzero()[:, 0]
+    head = head.to(visual.device)  # the bookkeeping lives on the CPU, the hidden states on the model's device
     sums = torch.zeros_like(visual).index_add_(0, head, visual)
     sizes = torch.bincount(head, minlength=count).clamp(min=1)
     hidden = hidden.clone()
@@ -121,7 +123,7 @@ def prefill_fused(
     """
     lm = model.model.language_model
     layers = len(lm.layers)
-    steps = layers + 1  # the official accounting: one step before layer 0 and one after each layer's attention
+    steps = layers  # step i: what layer i's attention sees (the merge after the last layer feeds no layer)
     dtype, device = embeds.dtype, embeds.device
     cache = DynamicCache(config=lm.config)
     state = FusionState(list(visual), patches.cpu(), visual.start, len(visual))

@@ -134,6 +134,7 @@ class LlavaOvBackbone(PretrainedBackbone):
         {"embed_text", "prompt_embeds", "vision_attention", "vision_features", "llm_prune", "llm_fuse",
          "coarse_encode"})
     placement: ClassVar[Placement] = "sequential"
+    separator_tokens: ClassVar[int] = 1  # the learned image_newline after the video
     family: ClassVar[str] = "llava-ov"
     tiny_name: ClassVar[str] = "llava-ov-tiny"
     model_class: ClassVar[Any] = LlavaOnevisionForConditionalGeneration
@@ -187,32 +188,20 @@ class LlavaOvBackbone(PretrainedBackbone):
         return side // downscale
 
     def encode_frames_coarse(self, frames: Frames, downscale: int) -> EncodedVideo:
-        """encode_frames with the token grid's side divided by `downscale` (hook coarse_encode): the projected
-        patch grid is pooled by the model's own bilinear interpolation (apply_pooling's op) straight to the smaller
-        side instead of to ⌈g/2⌉ — LLaVA-OV's pooled-grid video representation (arXiv 2408.03326 §4) at a coarser
-        grid. [T, side², C], one newline after the video in generate as always."""
-        if len(frames) == 0:
-            raise ValueError("encode_frames_coarse needs at least one frame")
+        """encode_frames with the token grid's side divided by `downscale` (hook coarse_encode): the model's own video
+        tokens (its 2× bilinear pooling, LLaVA-OV's pooled-grid representation, arXiv 2408.03326 §4), then a
+        downscale × downscale average, so every pooled token counts (a direct bilinear resize to the small side would
+        read a 2 × 2 neighbourhood per output and skip most patches). [T, side², C]; one newline after the video in
+        generate as always."""
         side = self.coarse_side(downscale)
+        encoded = self.encode_frames(frames)
         if downscale == 1:
-            return self.encode_frames(frames)
-        return EncodedVideo(self._pooled_to(frames, side), tuple(frames.timestamps_s))
-
-    def _pooled_to(self, frames: Frames, side: int) -> torch.Tensor:
-        """SigLIP → feature layer → projector → bilinear pooling of the g×g patches to side×side: [T, side², C]."""
-        config = self.model.config
-        if not isinstance(config.vision_feature_layer, int):
-            raise HookUnavailable("coarse_encode: multi-layer vision features are not supported")
-        grid = config.vision_config.image_size // config.vision_config.patch_size
-        with torch.inference_mode():
-            out = self.model.model.vision_tower(pixel_values=self._video_pixels(frames)[0], output_hidden_states=True)
-            features = out.hidden_states[config.vision_feature_layer]
-            if config.vision_feature_select_strategy == "default":
-                features = features[:, 1:]
-            projected = self.model.model.multi_modal_projector(features)  # [T, g·g, C]
-            maps = projected.view(len(frames), grid, grid, -1).permute(0, 3, 1, 2)
-            pooled = torch.nn.functional.interpolate(maps, size=[side, side], mode="bilinear")
-        return pooled.permute(0, 2, 3, 1).reshape(len(frames), side * side, self.hidden_size)
+            return encoded
+        tokens = encoded.tokens
+        full = side * downscale
+        maps = tokens.view(len(frames), full, full, -1).permute(0, 3, 1, 2).float()
+        pooled = torch.nn.functional.avg_pool2d(maps, downscale).to(tokens.dtype)
+        return EncodedVideo(pooled.permute(0, 2, 3, 1).reshape(len(frames), side * side, -1), encoded.timestamps_s)
 
     def vision_features(self, frames: Frames) -> tuple[torch.Tensor, torch.Tensor]:
         """(vision-encoder patch features at the feature layer [T, P, Cv], projected + pooled tokens [T, M, C])."""

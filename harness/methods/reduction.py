@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from harness.core.records import EncodedVideo, Frames, FrameSelection, Sample, VisualSequence
+from harness.core.records import EncodedVideo, Frames, FrameSelection, LlmFuse, LlmPrune, Sample, VisualSequence
 from harness.core.registry import Registry
 from harness.video.streaming import FrameSource
 
@@ -41,6 +41,14 @@ class TokenReducer(Protocol):
     def reduce(self, encoded: EncodedVideo, ctx: ReductionContext) -> VisualSequence:
         """Encoded tokens [T, M, C] (T rows for the frames of ctx.frames) in, the LLM's visual sequence out."""
         ...
+
+
+@runtime_checkable
+class InLlmReducer(Protocol):
+    """A reducer whose tokens are reduced inside the LLM too: `request()` is what rides in VisualSequence.llm_prune
+    (None when this configuration asks for nothing), so budgets are known before a run."""
+
+    def request(self) -> LlmPrune | LlmFuse | None: ...
 
 
 @runtime_checkable

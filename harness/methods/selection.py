@@ -32,6 +32,11 @@ class FrameSelector(Protocol):
         """The frames (a subset of `frames.indices`) that reach the model, sorted by time."""
         ...
 
+    def frame_budget(self, per_frame: int | None) -> tuple[int, int | None] | None:
+        """(frames reaching the model, tokens per frame) on a video long enough to fill the selection, for a backbone
+        giving `per_frame` tokens per full frame; None when the frame count depends on the video (fps, DKS)."""
+        ...
+
 
 SELECTORS: Registry = Registry("frame selector")
 SELECTORS.register("uniform", "baselines.uniform:Uniform")

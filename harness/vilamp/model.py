@@ -270,6 +270,7 @@ class ViLAMPBackbone(ChatBackbone):
     hooks: ClassVar[frozenset[str]] = frozenset({"embed_text", "prompt_embeds", "patch_features",
                                                  "image_text_encoder", "dfm_scorer", "non_keyframe_tokens"})
     placement: ClassVar[Placement] = "sequential"
+    separator_tokens: ClassVar[int] = 1  # the learned image_newline after the video
 
     @classmethod
     def load(cls, *, checkpoint: str | None = None, clip: str | None = None, dtype: str = "bfloat16",

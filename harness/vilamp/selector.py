@@ -46,6 +46,9 @@ class DKSSelector:
         if self.encoder != BACKBONE_ENCODER:  # the backbone's own encoder comes with its checkpoint
             check_encoder(self.encoder, on_disk=True)
 
+    def frame_budget(self, per_frame: int | None) -> None:
+        return None  # every 1 fps frame reaches the model; how many stay whole depends on the video
+
     def plan(self, meta: VideoMeta) -> tuple[int, ...]:
         return fps_indices(meta, self.fps, self.max_frames)
 

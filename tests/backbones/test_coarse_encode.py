@@ -33,19 +33,19 @@ def qwen():
     return BACKBONES.get("qwen25vl").load(tiny_seed=0)
 
 
-def test_llava_coarse_is_the_models_own_pooling_at_a_smaller_side(llava):
+def test_llava_coarse_is_the_models_own_tokens_averaged_to_a_smaller_side(llava):
     clip = frames(6)
     full = llava.encode_frames(clip)
-    # the coarse path at the full side (4 = ⌈8/2⌉) is exactly encode_frames: same tower, layer, projector, pooling
-    assert torch.allclose(llava._pooled_to(clip, 4), full.tokens, atol=1e-5)
+    assert torch.equal(llava.encode_frames_coarse(clip, 1).tokens, full.tokens)  # downscale 1 is encode_frames
     for downscale, side in ((1, 4), (2, 2), (4, 1)):
         coarse = llava.encode_frames_coarse(clip, downscale)
         assert coarse.tokens.shape == (6, side * side, llava.hidden_size) and coarse.grid is None
         assert coarse.timestamps_s == clip.timestamps_s
-    # 2×2: bilinear (align_corners=False) from 8×8 samples between patches 1-2 and 5-6 of each axis
-    maps = llava._pooled_to(clip, 8).reshape(6, 8, 8, -1)  # the projected patches themselves (no resampling)
-    expected = maps[:, 1:3, 1:3].mean(dim=(1, 2))
+    # 2×2 of the 4×4 pooled grid: token (0, 0) is the mean of pooled tokens (0..1, 0..1) — every token counts
+    maps = full.tokens.reshape(6, 4, 4, -1)
+    expected = maps[:, 0:2, 0:2].mean(dim=(1, 2))
     assert torch.allclose(llava.encode_frames_coarse(clip, 2).tokens[:, 0], expected, atol=1e-5)
+    assert torch.allclose(llava.encode_frames_coarse(clip, 4).tokens[:, 0], maps.mean(dim=(1, 2)), atol=1e-5)
 
 
 def test_llava_downscale_must_divide_the_grid_in_one_line(llava):

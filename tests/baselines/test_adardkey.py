@@ -28,7 +28,7 @@ def test_flat_relevance_gates_to_diversity_one_frame_per_cluster():
     # all gains tie at log(1 + ε) → frame 0; its cluster-mates drop to log(1.01 − 0.98 / 1.01) ≈ log(0.04), the
     # other clusters stay at log(1 + ε) exactly (orthogonal) → the earliest of cluster B (4), then of cluster C (8)
     assert adardkey_indices(np.full(12, 0.3), emb, k=3) == [0, 4, 8]
-    assert sorted(rd_greedy(np.zeros(12), emb, 3, lam=1.0, eps=0.01)[0]) == [0, 4, 8]
+    assert rd_greedy(np.zeros(12), emb, 3, lam=1.0, eps=0.01) == [0, 4, 8]
 
 
 def test_gate_switches_relevance_off_below_the_spread_threshold():
@@ -55,7 +55,7 @@ def test_peaked_relevance_with_small_lambda_takes_the_top_frames():
     assert 3 in picked and 11 not in picked and 17 not in picked
 
 
-def test_greedy_gain_is_the_log_det_increment():
+def test_each_greedy_pick_is_the_brute_force_argmax_of_the_rd_mv_gain():
     rng = np.random.default_rng(1)
     emb = rng.normal(size=(9, 4))  # more frames than dimensions: only the ridge keeps L_S non-singular
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
@@ -65,12 +65,11 @@ def test_greedy_gain_is_the_log_det_increment():
     def logdet(subset):
         return np.linalg.slogdet(big[np.ix_(subset, subset)])[1] if subset else 0.0
 
-    order, increments = rd_greedy(rel, emb, 6, lam, eps)
-    for step, (j, inc) in enumerate(zip(order, increments)):
+    order = rd_greedy(rel, emb, 6, lam, eps)
+    for step, j in enumerate(order):
         before = order[:step]
-        assert inc == pytest.approx(logdet(before + [j]) - logdet(before), abs=1e-9)
-        brute = {i: rel[i] + lam * (logdet(before + [i]) - logdet(before)) for i in range(9) if i not in before}
-        assert j == max(brute, key=brute.get)  # the greedy pick is the brute-force argmax of the RD-MV gain
+        gain = {i: rel[i] + lam * (logdet(before + [i]) - logdet(before)) for i in range(9) if i not in before}
+        assert j == max(gain, key=gain.get)
 
 
 def test_budget_is_exact_sorted_and_small_pools_keep_everything():
@@ -83,7 +82,6 @@ def test_budget_is_exact_sorted_and_small_pools_keep_everything():
     assert adardkey_indices(scores[:10], emb[:10], k=16) == list(range(10))
     assert adardkey_indices(scores[:16], emb[:16], k=16) == list(range(16))
     assert adardkey_indices(np.zeros(0), np.zeros((0, 16)), k=16) == []
-    assert adardkey_indices(scores, emb, 16) == adardkey_indices(scores.copy(), emb.copy(), 16)  # deterministic
 
 
 @pytest.mark.parametrize("bad, match", [(dict(k=0), "k must be"), (dict(lam=0.0), "lam and eps"),

@@ -18,7 +18,8 @@ def min_pairwise_distance(features: torch.Tensor, rows) -> float:
 def test_the_greedy_starts_from_the_most_isolated_token_and_spreads_out():
     # four tight clusters of directions in 3-D plus one far outlier: the outlier first, then one per cluster
     base = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 1.0, 0]])
-    clusters = torch.cat([base[i] + 0.01 * torch.randn(3, 3, generator=torch.Generator().manual_seed(i)) for i in range(4)])
+    clusters = torch.cat([base[i] + 0.01 * torch.randn(3, 3, generator=torch.Generator().manual_seed(i))
+                          for i in range(4)])
     features = torch.cat([clusters, torch.tensor([[-1.0, -1.0, -1.0]])])
     chosen = max_min_diverse(features, 5)
     assert int(chosen[0]) == 12  # the outlier: the largest distance to its nearest neighbour
@@ -40,6 +41,14 @@ def test_duplicates_are_never_chosen_twice_and_the_budget_is_exact():
     assert len(set(max_min_diverse(features, 4).tolist())) == 4
     assert len(max_min_diverse(torch.randn(50, 8), 13)) == 13
     assert max_min_diverse(torch.randn(1, 8), 5).tolist() == [0]
+
+
+def test_column_weights_scale_the_distances():
+    features = torch.randn(12, 6, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(max_min_diverse(features, 5, torch.ones(12)), max_min_diverse(features, 5))
+    # orthogonal tokens, weight −5: every calibrated distance to the set is −5 < −1, so only a −inf mask keeps the
+    # chosen token from being picked again
+    assert max_min_diverse(torch.eye(3), 3, torch.full((3,), -5.0)).tolist() == [0, 1, 2]
 
 
 def test_the_reducer_keeps_the_ratio_of_the_videos_tokens_in_order():

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from baselines.fastvid import FastVID, anchor_quotas, density_peak_scores, dyseg, merge_into, stprune
+from baselines.fastvid import FastVID, anchor_quotas, density_peak_scores, dpc_distances, dyseg, merge_into, stprune
 from harness.core.records import EncodedVideo
 
 
@@ -71,7 +71,7 @@ def test_density_peaks_are_the_cores_of_the_dense_clusters():
     x = torch.cat([noise[:2], core_a[None] + ring[:2], core_a[None], core_a[None] + ring[2:],
                    core_b[None] + ring, core_b[None] + 0.0 * ring[:1], noise[2:]])
     # rows: 0-1 noise, 2-3 A ring, 4 A core, 5-6 A ring, 7-10 B ring, 11 B core, 12-13 noise
-    score = density_peak_scores(x, knn=4)
+    score = density_peak_scores(dpc_distances(x), knn=4)
     assert set(torch.topk(score, 2).indices.tolist()) == {4, 11}
     assert score[[0, 1, 12, 13]].max() < 1e-6 * score[[4, 11]].min()
     ring_b_delta = 0.1 / math.sqrt(2)  # a B ring point's nearest denser token is its core
@@ -102,22 +102,24 @@ def test_anchor_frames_are_every_pth_from_the_segment_end_and_share_its_context_
 
 def test_stprune_keeps_salient_tokens_and_merges_only_within_a_segment():
     # 2 one-frame segments of 4 tokens: salient = the most attended, context = 1 anchor merged from the rest
-    tokens = torch.tensor([[[1.0, 0], [0, 1], [0, 1.1], [0, 0.9]],
-                           [[5.0, 5], [-1, 0], [-1.1, 0], [-0.9, 0]]])
+    tokens = torch.tensor([[[1.0, 0], [0, 1], [0, 1.125], [0, 0.875]],
+                           [[5.0, 5], [-1, 0], [-1.125, 0], [-0.875, 0]]])
     attention = torch.tensor([[9.0, 0, 0, 0], [9.0, 0, 0, 0]])
     rows, out = stprune(tokens, attention, [1, 1], salient=1, context=1, interval=4, beta=0.6, knn=3)
-    # frame 0's non-salient (0,1),(0,1.1),(0,0.9): with k = 3 the densest is (0,1) (both others 0.1 away) → the
-    # anchor, row 1; all three are cos-1 with it, mean (0, 1) → it stays (0, 1). Frame 1 alike: row 5, (-1, 0)
+    # frame 0's non-salient (0,1),(0,1.125),(0,0.875): with k = 3 the densest is (0,1) (both others 0.125 away) →
+    # the anchor, row 1; all three are cos-1 with it, mean (0, 1) → it stays (0, 1). Frame 1 alike: row 5, (-1, 0)
     assert rows.tolist() == [0, 1, 4, 5]
     assert torch.allclose(out, torch.tensor([[1.0, 0], [0, 1], [5, 5], [-1, 0]]))
-    # one 2-frame segment: only its last frame anchors, 1·2 = 2 of (-1,0),(-1.1,0),(-0.9,0), the densest (-1,0)
-    # first. Every non-salient token of the segment joins frame 1's anchors: frame 0's (0,y) are cos 0 with both
-    # (the tie goes to the first, (-1,0)), frame 1's are cos 1 with both (again the first). So (-1,0) has 6
-    # members with mean (-0.5, 0.5): 0.6·(-1, 0) + 0.4·(-0.5, 0.5) = (-0.8, 0.2); the other anchor has none.
+    # one 2-frame segment: only its last frame anchors, 1·2 = 2 of (-1,0),(-1.125,0),(-0.875,0): the densest
+    # (-1,0), then (-1.125,0) and (-0.875,0) tie exactly (mirror images about (-1,0), in exact binary fractions:
+    # the same ρ and δ = 0.125/√2), so the earlier, row 6. Every non-salient token of the segment joins frame 1's
+    # anchors: frame 0's (0,y) are cos 0 with both (the tie goes to the first, (-1,0)), frame 1's are cos 1 with
+    # both (again the first). So (-1,0) has 6 members with mean (-0.5, 0.5): 0.6·(-1, 0) + 0.4·(-0.5, 0.5) =
+    # (-0.8, 0.2); the other anchor has none and stays (-1.125, 0).
     rows, out = stprune(tokens, attention, [2], salient=1, context=1, interval=4, beta=0.6, knn=3)
-    assert rows.tolist()[:3] == [0, 4, 5] and len(rows) == 4 and rows.tolist()[3] in (6, 7)
+    assert rows.tolist() == [0, 4, 5, 6]
     assert torch.allclose(out[2], torch.tensor([-0.8, 0.2]))
-    assert torch.allclose(out[3], tokens.reshape(-1, 2)[rows[3]])
+    assert torch.equal(out[3], torch.tensor([-1.125, 0]))
 
 
 def test_the_reducer_never_merges_across_scenes_and_places_anchors_at_their_rows():
@@ -147,11 +149,19 @@ def test_visual_tokens_is_exact_on_random_inputs_of_several_shapes():
     assert FastVID(retention=0.01).visual_tokens(4, 16) == 4  # at least one token a frame
 
 
-def test_deterministic_and_validated():
+def test_ties_go_to_the_earlier_token():
+    # equal attention: the salient token is the first (row 0). Twins (1,0) at rows 1, 2 have the same density; the
+    # earlier counts as the denser, so it scores ρ·(the frame's max distance) and the later ρ·0 → row 1 anchors.
+    tokens = torch.tensor([[[3.0, 3], [1, 0], [1, 0], [0, 1]]])
+    twins = tokens[0, 1:]
+    score = density_peak_scores(dpc_distances(twins), knn=2)
+    assert float(score[0]) == pytest.approx(1.0) and float(score[1]) == 0.0  # ρ = e^0, δ = ‖(1,0) − (0,1)‖/√2
+    rows, _ = stprune(tokens, torch.zeros(1, 4), [1], salient=1, context=1, interval=4, beta=0.6, knn=2)
+    assert rows.tolist() == [0, 1]
+
+
+def test_validated():
     tokens = torch.randn(8, 16, 6, generator=torch.Generator().manual_seed(2))
-    a, _ = run(FastVID(retention=0.25), tokens)
-    b, _ = run(FastVID(retention=0.25), tokens)
-    assert torch.equal(a.rows, b.rows) and torch.equal(a.tokens, b.tokens)
     for field, value in (("retention", 0.0), ("retention", 1.5), ("min_segments", 0), ("tau", 2.0),
                          ("context_share", -0.1), ("anchor_interval", 0), ("beta", 1.5), ("knn", 0)):
         with pytest.raises(ValueError, match=f"fastvid: {field}"):

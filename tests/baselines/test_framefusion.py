@@ -16,12 +16,12 @@ PROMPT = Prompt(system="", user="Which word appeared?\nA. APPLE\nB. TIGER\nC. CL
 
 
 def test_the_budget_rule_is_the_official_one():
-    # nothing merged yet: pruning 70% now keeps 0.3 of the tokens at every one of the 29 steps
-    assert prune_ratio([], 0.3, 29) == pytest.approx(0.7)
-    # one step merged half: remaining 0.5, spent 0.5; the 28 steps left must average (8.7 − 0.5) / 28 of N
-    assert prune_ratio([0.5], 0.3, 29) == pytest.approx(1 - (29 * 0.3 - 0.5) / (28 * 0.5))
-    assert prune_ratio([0.5], 1.0, 3) == 0.0  # the budget already holds: nothing to prune
-    assert prune_ratio([0.0], 0.3, 3) == 1.0  # a 2-layer LLM cannot reach 0.3 once layer 0 saw every token
+    # nothing merged yet: pruning 70% now keeps 0.3 of the tokens at every one of Qwen2-7B's 28 layers
+    assert prune_ratio([], 0.3, 28) == pytest.approx(0.7)
+    # one step merged half: remaining 0.5, spent 0.5; the 27 layers left must average (8.4 − 0.5) / 27 of N
+    assert prune_ratio([0.5], 0.3, 28) == pytest.approx(1 - (28 * 0.3 - 0.5) / (27 * 0.5))
+    assert prune_ratio([0.5], 1.0, 2) == 0.0  # the budget already holds: nothing to prune
+    assert prune_ratio([0.0], 0.3, 2) == 1.0  # a 2-layer LLM cannot reach 0.3 once layer 0 saw every token
 
 
 def state(patches, start=1):
@@ -79,12 +79,12 @@ def test_with_nothing_similar_the_prune_meets_the_cost_by_layer_zeros_attention(
     positions = torch.arange(n)[None]
     with torch.inference_mode():
         _, cache, kept = prefill_fused(backbone.model, inputs.embeds, positions, span, patches,
-                                       LlmFuse(cost=0.5, similarity=1.0, min_ratio=0.1))
+                                       LlmFuse(cost=0.625, similarity=1.0, min_ratio=0.1))
         eager = BACKBONES.get("tiny").load().model
         eager.set_attn_implementation("eager")
         attention = eager(inputs_embeds=inputs.embeds, output_attentions=True).attentions[0]
-    # step 0 merges nothing (share 0 < min_ratio: merging ends); layer 0 then prunes 1 − (3·0.5 − 1)/2 = 75%:
-    # 64 → 16, so the 3 steps carry 64, 16, 16 = 0.5 of 64 on average; ranked by layer 0's last-token attention
+    # step 0 merges nothing (share 0 < min_ratio: merging ends); layer 0 then prunes 1 − (2·0.625 − 1)/1 = 75%:
+    # 64 → 16, so layers 0 and 1 see 64 and 16 = 0.625 of 64 on average; ranked by layer 0's last-token attention
     scores = attention[0, :, -1, span.start : span.stop].mean(0)
     assert kept == sorted(span.start + int(i) for i in torch.topk(scores, 16).indices)
     assert [int(layer.keys.shape[-2]) for layer in cache.layers] == [n, n - 48]  # layer 0's KV holds every token
@@ -104,7 +104,7 @@ def test_static_frames_fold_into_the_first_before_layer_zero(tiny):
 
 def test_generate_runs_framefusion_and_reports_the_survivors(tiny):
     backbone, encoded, _ = tiny
-    visual = FrameFusion(cost=0.5, similarity=1.0).reduce(encoded, None)
+    visual = FrameFusion(cost=0.625, similarity=1.0).reduce(encoded, None)
     out = backbone.generate(visual, PROMPT, GenerationConfig(max_new_tokens=2))
     assert out.visual_tokens == 64 + 1 and out.visual_tokens_after_llm_prune == 16 + 1  # + the image_newline
 

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from baselines.vidcom2 import VidCom2, apportion, frame_budgets, frame_retention, similarities, total_budget
+from baselines.apportion import largest_remainder
+from baselines.vidcom2 import VidCom2, frame_budgets, frame_retention, similarities, total_budget
 from harness.core.records import EncodedVideo
 
 
@@ -98,16 +99,16 @@ def test_equal_remainders_go_to_the_more_unique_frames():
     assert [t for t, k in enumerate(budgets) if k == 3] == [3, 6, 8, 11]  # uniqueness −4.9, −4.8, −4.6, −4.7
     # the official per-frame rounding would keep 8 + 15·4 = 68
     assert sum(round(q) for q in (frame_retention(uniqueness, 0.25, 0.01) * 16).tolist()) == 68
-    assert apportion([1.5, 1.5, 1.5], 5, 4, priority=[0.0, 2.0, 1.0]) == [1, 2, 2]
-    assert apportion([1.5, 1.5, 1.5], 5, 4) == [2, 2, 1]  # no priority: the earlier frames
+    assert largest_remainder([1.5, 1.5, 1.5], 5, 1, 4, priority=[0.0, 2.0, 1.0]) == [1, 2, 2]
+    assert largest_remainder([1.5, 1.5, 1.5], 5, 1, 4) == [2, 2, 1]  # no priority: the earlier frames
 
 
 def test_a_frame_is_capped_at_its_tokens_and_the_excess_goes_to_the_others():
     # 90% of 2 × 10 with a one-hot σ: quotas 0.9·0.5·10 = 4.5 and 0.9·1.5·10 = 13.5; frame 1 can keep only its 10
-    assert apportion([4.5, 13.5], 18, 10) == [8, 10]
+    assert largest_remainder([4.5, 13.5], 18, 1, 10) == [8, 10]
     assert frame_budgets(torch.tensor([0.0, 1.0]), 10, 0.9, 0.01) == [8, 10]
     # one token per frame at least, even when the ratio asks for fewer
-    assert apportion([0.1, 0.2, 2.7], 3, 8) == [1, 1, 1]
+    assert largest_remainder([0.1, 0.2, 2.7], 3, 1, 8) == [1, 1, 1]
     assert total_budget(4, 16, 0.01) == 4 and total_budget(4, 16, 1.0) == 64 and total_budget(0, 16, 0.25) == 0
 
 
@@ -146,12 +147,12 @@ def test_visual_tokens_is_what_reduce_emits(shape, keep_ratio):
     assert all(len(k) >= 1 for k in kept_per_frame(visual.rows, shape[0], shape[1]))
 
 
-def test_deterministic_on_ties_and_on_grid_rows():
-    tokens = torch.randn(6, 12, 16, generator=torch.Generator().manual_seed(1))
-    tokens[:, 6:] = tokens[:, :6]  # duplicated tokens: equal scores
-    encoded = EncodedVideo(tokens, tuple(float(i) for i in range(12)), frames_per_row=2, grid=(6, 3, 4))
-    first, second = VidCom2().reduce(encoded, None), VidCom2().reduce(encoded, None)
-    assert torch.equal(first.rows, second.rows) and len(first) == round(0.25 * 72)
+def test_equal_token_scores_keep_the_earlier_token():
+    # four frames of 8 tokens along e with n at positions 2 and 5 (the same length, so the same normalised token):
+    # every frame equally unique, 12.5% keeps one token each, and the two n tie for the lowest score → position 2
+    frames = [[N if i in (2, 5) else E for i in range(8)] for _ in range(4)]
+    visual = VidCom2(keep_ratio=0.125).reduce(hand_video(frames), None)
+    assert kept_per_frame(visual.rows, 4, 8) == [[2]] * 4
 
 
 def test_arguments_are_validated():

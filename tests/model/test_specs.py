@@ -41,7 +41,9 @@ EXPECTED = {
 AFTER_LLM = {"tiny-fastv": math.ceil(0.5 * 256) + 1, "tiny-pyramiddrop": 64 + 1}
 # LLaVA-OV tiny is the tiny backbone's weights: its comparison names are aliases of the tiny specs
 ALIASES = {f"llava-ov-tiny-{m}": f"tiny-{m}" for m in ("uniform", "uniform-vilamp-budget", "topk", "aks", "bolt",
-                                                      "visionzip", "tome", "dycoke", "fastv")}
+                                                      "visionzip", "tome", "dycoke", "fastv", "divprune", "fastvid",
+                                                      "flashvid", "vidcom2", "pyramiddrop", "framefusion",
+                                                      "adardkey", "keyclips")}
 ALIASES["llava-ov-tiny-vilamp-tf"] = "vilamp-tf"
 
 
@@ -92,6 +94,9 @@ def test_comparison_specs_exist_on_each_backbone():
         for size in ("tiny", "7b"):
             methods = {n.removeprefix(f"{family}-{size}-") for n in MODELS.names() if n.startswith(f"{family}-{size}-")}
             assert {"uniform", "topk", "aks", "bolt", "dycoke", "fastv"} <= methods, (family, size)
+            # the 2025–26 methods (issue 16) run on every family: their merged tokens declare rows
+            assert {"fastvid", "flashvid", "vidcom2", "divprune", "pyramiddrop", "framefusion", "adardkey",
+                    "keyclips"} <= methods, (family, size)
             assert "vilamp-tf" in methods, (family, size)  # DFM declares its merged tokens' M-RoPE rows
             # VisionZip/ToMe tokens have no M-RoPE position in Qwen2.5-VL; its tokens per frame vary with frame size
             merging = {"visionzip", "tome", "uniform-vilamp-budget"}
