@@ -51,7 +51,10 @@ def parser() -> argparse.ArgumentParser:
                    help="answer extractor (default: the task's; lmms-eval: the task's lmms-eval-compatible one)")
     e.add_argument("--data-root", default=None, help="benchmark directory (default: the task's)")
     e.add_argument("--out", default=None, help="results root (default: results/)")
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--device", default="cpu", help="cpu, or cuda: one model actor per GPU of the cluster")
+    e.add_argument("--placement", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="gpu: one model actor per GPU (num_gpus=1; auto: when --device is cuda); gpu with --device cpu "
+                        "schedules by GPU and computes on the CPU")
     e.add_argument("--ray-address", default=None, help="join an existing Ray cluster (or set RAY_ADDRESS)")
     e.add_argument("--no-wandb", action="store_true", help="skip the W&B run")
     e.add_argument("--resume", default=None, metavar="RUN_DIR",
@@ -91,6 +94,15 @@ def parser() -> argparse.ArgumentParser:
     rs.add_argument("run_dir", type=Path)
     rs.add_argument("--extractor", default=None, help="answer extractor (default: the task's; or lmms-eval)")
     rs.add_argument("--out", default=None, help="output directory (default: RUN_DIR/rescore__<extractor>)")
+    nd = sub.add_parser("node", help="start one node of a Ray cluster (the head, or a worker) with no outside traffic")
+    role = nd.add_mutually_exclusive_group(required=True)
+    role.add_argument("--head", action="store_true", help="start the head node")
+    role.add_argument("--address", default=None, metavar="HOST:PORT", help="join the head at this address")
+    nd.add_argument("--port", type=_positive, default=6379, help="the head's port (default: 6379)")
+    nd.add_argument("--num-cpus", type=int, default=None, help="CPUs this node offers (default: Ray's count)")
+    nd.add_argument("--num-gpus", type=int, default=None, help="GPUs this node offers (default: Ray's count)")
+    nd.add_argument("--node-ip-address", default="127.0.0.2",
+                    help="this node's address (default 127.0.0.2: loopback, which Ray does not rewrite as it does 127.0.0.1)")
     sub.add_parser("tasks", help="list the task YAMLs")
     sub.add_parser("models", help="list the model specs")
     pr = sub.add_parser("prepare", help="download and unpack a benchmark from the Hugging Face hub")
@@ -166,6 +178,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_node(args: argparse.Namespace) -> int:
+    """`ray start --block` for one node: it runs until this command is stopped."""
+    from harness.run.raycluster import node_args, run_node
+
+    run_node(node_args(args.head, args.address, args.port, args.num_cpus, args.num_gpus, args.node_ip_address),
+             args.node_ip_address)
+    return 0
+
+
 def cmd_tasks() -> int:
     from harness.data.tasks import discover, discover_suites, load_task_file
 
@@ -207,7 +228,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out=args.out, wandb=not args.no_wandb, group=args.group, resume=args.resume,
         runner=RunnerConfig(workers=args.workers, threads_per_worker=args.threads_per_worker, device=args.device,
                             ray_address=args.ray_address, decode_workers=args.decode_workers,
-                            sample_timeout_s=args.sample_timeout, max_retries=args.max_retries),
+                            sample_timeout_s=args.sample_timeout, max_retries=args.max_retries,
+                            placement=args.placement),
     )
     if suite_name(args.task) is not None:  # several tasks: one queue, a run directory each, the suite table
         runs = resolve_all(request)  # all checked before Ray or a directory exists
@@ -272,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_score(args)
         if args.command == "sweep":
             return cmd_sweep(args)
+        if args.command == "node":
+            return cmd_node(args)
         return cmd_eval(args)
     except (UnknownNameError, ConfigError, CompareError) as exc:
         print(f"error: {exc}", file=sys.stderr)

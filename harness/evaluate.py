@@ -27,7 +27,7 @@ from harness.results.suite import SUITE_FILE, write_suite_table
 from harness.results.summary import RunSummary, build_summary, provenance, write_summary
 from harness.run.interrupt import interrupted_in
 from harness.run.journal import Journal, finished
-from harness.run.runner import Runner, RunnerConfig
+from harness.run.runner import Runner, RunnerConfig, decoder_count, join_cluster
 from harness.scoring.extract import extractor_name
 from harness.scoring.metrics import submission
 
@@ -216,6 +216,7 @@ def run_suite(request: EvalRequest, resolved: list[ResolvedRun] | None = None) -
 
 def _run(request: EvalRequest, runs: list[ResolvedRun], suite: str | None) -> SuiteOutcome:
     spec = runs[0].spec
+    join_cluster(request.runner, decoder_count(request.runner, spec))  # a cluster that cannot serve: before any run dir
     suite_dir, parts = _open_runs(request, runs, suite)
     by_task = {p.resolved.task.task: p for p in parts}
     finished_ids = {p.resolved.task.task: {r.id for r in p.earlier} for p in parts}

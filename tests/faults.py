@@ -16,7 +16,7 @@ from ray import cloudpickle
 
 from harness.core.records import Sample, SampleResult
 from harness.run.pipeline import Decoded
-from harness.run.runner import DecodeInfo, ModelWorker
+from harness.run.workers import DecodeInfo, ModelWorker
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

@@ -271,5 +271,7 @@ class SampleResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     worker: str = ""
+    worker_node: str = ""  # the Ray node the model actor ran on (first 8 hex digits of its id)
+    worker_device: str = ""  # the model actor's device: "cpu", or its GPUs ("CUDA_VISIBLE_DEVICES=1") when placed on one
     attempts: int = 1
     prompt_profile: str = ""  # the task prompt profile the answer was produced with

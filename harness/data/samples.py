@@ -50,6 +50,9 @@ def load_rows(task: TaskSpec, root: Path, files: Sequence[str | Path] | None = N
         if not Path(path).is_file():
             raise ConfigError(f"task {task.task}: annotation file not found: {path}")
     datasets.disable_progress_bars()
+    # Local files need no hub, but load_dataset would still send a download-count request to S3 for its packaged
+    # builder (datasets.load.increase_load_count) unless HF_HUB_OFFLINE is set: nothing may leave this machine.
+    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
     try:
         dataset = datasets.load_dataset(
             kinds.pop(), data_files={task.dataset.split: paths}, split=task.dataset.split,

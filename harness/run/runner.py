@@ -18,19 +18,21 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
-from harness.core.measure import PeakMemory, StageTimer
+from harness.core.config import ConfigError
 from harness.core.records import Sample, SampleResult
 from harness.core.status import Status, failure_status, first_line
 from harness.data.tasks import TaskSpec
 from harness.model.specs import ModelSpec
-from harness.run.pipeline import Decoded, decodes_in_model, failure, pipelines
+from harness.run.actors import Pool, Stage, ready_pool, release
+from harness.run.pipeline import decodes_in_model, failure
+from harness.run.workers import DecodeInfo, DecodeWorker, ModelWorker
 
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    workers: int = 2  # model actors on the CPU; with device cuda, one per GPU of the cluster
+    workers: int = 2  # model actors on the CPU; with GPU placement, one per GPU of the cluster
     threads_per_worker: int = 1  # torch threads per actor; fixed so results do not depend on `workers`
     max_retries: int = 2  # re-runs of a sample whose worker died
     device: str = "cpu"
@@ -39,6 +41,20 @@ class RunnerConfig:
     max_in_flight: int | None = None  # samples decoded or decoding at once (default: 2 per model actor)
     sample_timeout_s: float | None = None  # per stage (decode, model); None: no limit
     decode_in_model: bool = False  # decode inside the model actor even when the selector does not need it
+    # "gpu": one model actor per GPU of the cluster (num_gpus=1: Ray gives each its CUDA_VISIBLE_DEVICES); "auto":
+    # gpu when `device` is cuda. GPU placement with device cpu schedules as on GPUs but computes on the CPU
+    # (multi-node tests on a machine without one).
+    placement: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.placement not in ("auto", "cpu", "gpu"):
+            raise ConfigError(f"--placement must be auto, cpu or gpu, got {self.placement!r}")
+        if self.device.startswith("cuda") and self.placement == "cpu":
+            raise ConfigError("--device cuda needs GPU placement: drop --placement cpu")
+
+    @property
+    def on_gpus(self) -> bool:
+        return self.placement == "gpu" or (self.placement == "auto" and self.device.startswith("cuda"))
 
 
 @dataclass
@@ -57,6 +73,8 @@ class RunStats:
     peak_in_flight: int = 0  # most samples decoded or decoding at once (bounded by max_in_flight)
     model_actors: int = 0
     decode_actors: int = 0
+    nodes: int = 0  # alive when the run started
+    lost_nodes: list[str] = field(default_factory=list)  # ids of nodes that died during the run
     statuses: dict[str, int] = field(default_factory=dict)
 
     def count(self, result: SampleResult) -> None:
@@ -70,76 +88,8 @@ class RunStats:
         self.longest_sample_s = max(self.longest_sample_s, t.get("total", 0.0))
 
 
-@dataclass(frozen=True)
-class DecodeInfo:
-    """The small half of a decode result, read by the driver; the frames stay in the object store."""
-
-    seconds: float
-    peak_rss_mb: float
-    nbytes: int
-
-
-class DecodeWorker:
-    """A Ray actor body: probes, plans, decodes and selects frames on the CPU; never loads the model."""
-
-    def __init__(self, spec: ModelSpec, tasks: tuple[TaskSpec, ...], prompt: str | None) -> None:
-        import torch
-
-        torch.set_num_threads(1)
-        self.pipelines = pipelines(spec, tasks, prompt)
-
-    def ready(self) -> str:
-        import ray
-
-        return ray.get_runtime_context().get_actor_id()
-
-    def decode(self, sample: Sample) -> tuple[DecodeInfo | SampleResult, Decoded | None]:
-        timer = StageTimer()
-        with PeakMemory() as memory, timer("total"):
-            decoded = self.pipelines[sample.task].decode(sample)
-        if isinstance(decoded, SampleResult):
-            timings = {**decoded.timings_s, "total": timer.seconds["total"]}
-            return dataclasses.replace(decoded, timings_s=timings, peak_rss_mb=round(memory.peak_mb, 1)), None
-        return DecodeInfo(timer.seconds["total"], memory.peak_mb, decoded.frames.pixels.nbytes), decoded
-
-
-class ModelWorker:
-    """A Ray actor body: loads the model once, then runs samples one at a time."""
-
-    def __init__(self, spec: ModelSpec, tasks: tuple[TaskSpec, ...], prompt: str | None, threads: int, device: str):
-        import torch
-
-        torch.set_num_threads(threads)
-        self.device = device
-        self.pipelines = pipelines(spec, tasks, prompt)
-
-    def ready(self) -> str:
-        next(iter(self.pipelines.values())).backbone  # load weights (shared by the tasks) before the clock starts
-        import ray
-
-        return ray.get_runtime_context().get_actor_id()
-
-    def run(self, sample: Sample) -> SampleResult:
-        """Both halves here (selectors that stream their frames, or `decode_in_model`)."""
-        return self.pipelines[sample.task].run(sample, self.device)
-
-    def infer(self, sample: Sample, decoded: Decoded, info: DecodeInfo) -> SampleResult:
-        """The model half on frames a decode worker produced; time and memory cover both halves."""
-        timer = StageTimer()
-        with PeakMemory(self.device) as memory, timer("infer"):
-            result = self.pipelines[sample.task].infer(sample, decoded)
-        timings = {**result.timings_s, "decode_total": info.seconds, "infer_total": timer.seconds["infer"],
-                   "total": info.seconds + timer.seconds["infer"]}
-        # The sample's peak over the two processes that held it (each figure includes its process's baseline).
-        peak = max(memory.peak_mb, info.peak_rss_mb)
-        return dataclasses.replace(result, timings_s=timings, peak_rss_mb=round(peak, 1))
-
-
 def longest_first(samples: Sequence[Sample]) -> list[Sample]:
     return sorted(samples, key=lambda s: -(s.duration_s or 0.0))
-
-
-Stage = Literal["decode", "model"]  # also the kind of actor a stage runs on
 
 
 class _Queued(NamedTuple):
@@ -164,60 +114,52 @@ class _Call:
     info: DecodeInfo | None = None
 
 
-class _Pool:
-    """Actors of one kind, replaceable by slot, kept for the next run in this process with the same key.
-
-    Starting an actor costs seconds (a process importing torch, then loading the model), more than a
-    short run; tests, `make bench` and multi-run comparisons reuse them.
-    """
-
-    def __init__(self, key: tuple[Any, ...], make: Callable[[], Any]) -> None:
-        self.key = key
-        self.make = make
-        self.actors: list[Any] = []
-        self.names: list[str] = []  # actor ids, for each result's `worker`
-        self.idle: deque[int] = deque()
-
-    def replace(self, slot: int) -> Any:
-        """A new actor in `slot`; the returned ref resolves to its name once it has loaded."""
-        self.actors[slot] = self.make()
-        return self.actors[slot].ready.remote()
+def decoder_count(config: RunnerConfig, spec: ModelSpec) -> int:
+    """CPU decode actors a run of `spec` starts (none when the model actors decode themselves)."""
+    return 0 if config.decode_in_model or decodes_in_model(spec) else (config.decode_workers or config.workers)
 
 
-_POOLS: dict[Stage, _Pool] = {}  # this process's actors, by kind, across runs
-
-
-def _release(kind: Stage, key: tuple[Any, ...], count: int) -> None:
-    """Kill cached actors of `kind` this run will not use, so they hold no CPU or GPU it needs."""
+def join_cluster(config: RunnerConfig, decoders: int) -> dict[str, float]:
+    """Start (or join) the Ray cluster and return its resources; a ConfigError (one line) when GPU placement finds no
+    GPU on it, so `eval` stops before any run directory or actor exists."""
     import ray
 
-    pool = _POOLS.get(kind)
-    if pool is None:
-        return
-    keep = count if pool.key == key else 0
-    if pool.key[0] == key[0]:  # key[0]: the Ray session; handles of an earlier cluster are gone anyway
-        for actor in pool.actors[keep:]:
-            ray.kill(actor)
-    del pool.actors[keep:], pool.names[keep:]
+    from harness.run.raycluster import start_ray
+
+    start_ray(num_cpus=max(config.workers * config.threads_per_worker + decoders, 1), address=config.ray_address)
+    resources = ray.cluster_resources()
+    if config.on_gpus and int(resources.get("GPU", 0)) < 1:
+        where = f"the Ray cluster at {config.ray_address}" if config.ray_address else "this machine's Ray cluster"
+        asked = f"device {config.device!r}" if config.device.startswith("cuda") else "placement gpu"
+        raise ConfigError(f"{asked} places one model actor per GPU, but {where} has no GPU "
+                          f"resource (its resources: {_resource_line(resources)}); use --device cpu, or start the "
+                          "worker nodes with --num-gpus")
+    return resources
 
 
-def _pool(kind: Stage, key: tuple[Any, ...], make: Callable[[], Any], count: int) -> _Pool:
-    """`count` ready actors of `kind`: the cached ones when the key matches, new ones otherwise."""
+def _resource_line(resources: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()) if k in ("CPU", "GPU", "memory")) or "none"
+
+
+def alive_nodes() -> set[str]:
     import ray
 
-    pool = _POOLS.get(kind)
-    if pool is None or pool.key != key:
-        pool = _POOLS[kind] = _Pool(key, make)
-    pool.actors += [make() for _ in range(count - len(pool.actors))]
-    pool.names += [""] * (len(pool.actors) - len(pool.names))
-    refs = {slot: pool.actors[slot].ready.remote() for slot in range(count)}
-    for slot, ref in refs.items():
-        try:
-            pool.names[slot] = ray.get(ref)
-        except ray.exceptions.RayActorError:  # died since the last run: start another
-            pool.names[slot] = ray.get(pool.replace(slot))
-    pool.idle = deque(range(count))
-    return pool
+    return {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+
+
+# How long the end of a run waits for the cluster to confirm a node it suspects lost: Ray's GCS declares a node dead
+# after 5 missed health checks 3 s apart (gcs health_check_failure_threshold / period_ms defaults).
+NODE_VERDICT_S = 30.0
+
+
+def lost_nodes(start: set[str], suspects: set[str], wait_s: float = NODE_VERDICT_S) -> list[str]:
+    """The nodes alive at the start that are dead now, once every suspect is confirmed dead or `wait_s` passed."""
+    deadline = time.monotonic() + (wait_s if suspects else 0.0)
+    while True:
+        dead = start - alive_nodes()
+        if suspects <= dead or time.monotonic() >= deadline:
+            return sorted(dead)
+        time.sleep(0.5)
 
 
 class Runner:
@@ -240,10 +182,12 @@ class Runner:
         self.pending: deque[_Queued] = deque(_Queued(s, 1, None) for s in longest_first(samples))
         self.ready: deque[_Call] = deque()  # decoded, waiting for a model actor
         self.calls: dict[Any, _Call] = {}  # ObjectRef → stage call in flight
-        self.starting: dict[Any, tuple[_Pool, int]] = {}  # ObjectRef of ready() → a replacement actor loading
+        self.starting: dict[Any, tuple[Pool, int]] = {}  # ObjectRef of ready() → a replacement actor loading
         self.live = 0  # samples decoding, decoded or in the model stage: at most max_in_flight
         self.max_in_flight = 0  # set with the actors
-        self.pools: dict[Stage, _Pool] = {}  # started by run()
+        self.pools: dict[Stage, Pool] = {}  # started by run()
+        self.nodes: set[str] = set()  # alive at the start
+        self.suspects: set[str] = set()  # nodes whose actors became unreachable: perhaps lost
 
     def run(self) -> RunStats:
         import ray
@@ -267,23 +211,33 @@ class Runner:
             self._dispatch()
         self.stats.driver_s += time.perf_counter() - mark
         self.stats.makespan_s = time.perf_counter() - start
+        self.stats.lost_nodes = lost_nodes(self.nodes, self.suspects)
+        self._drop_unplaced()
         return self.stats
+
+    def _drop_unplaced(self) -> None:
+        """Replacements still waiting for a place (their node is gone and no other has room) would hang the next run
+        that reuses the pool: such a pool is released whole, to be started afresh on the cluster as it is now."""
+        import ray
+
+        for pool in {id(p): p for p, _ in self.starting.values()}.values():
+            for actor in pool.actors:
+                ray.kill(actor)
+            pool.clear()
+        self.starting.clear()
 
     def _start_actors(self) -> None:
         """Start (or join) the cluster and size both pools to it and to the number of samples."""
         import ray
 
-        from harness.run.raycluster import start_ray
-
         config, n = self.config, len(self.pending)
-        decoders = 0 if self.in_model else (config.decode_workers or config.workers)
-        start_ray(num_cpus=max(config.workers * config.threads_per_worker + decoders, 1), address=config.ray_address)
-        resources = ray.cluster_resources()
+        decoders = decoder_count(config, self.spec)
+        resources = join_cluster(config, decoders)
+        self.nodes = alive_nodes()
+        self.stats.nodes = len(self.nodes)
         model_opts: dict[str, float]
-        if config.device.startswith("cuda"):
-            models, model_opts = int(resources.get("GPU", 0)), {"num_gpus": 1, "num_cpus": 1}
-            if models < 1:
-                raise RuntimeError(f"device {config.device!r} but the Ray cluster has no GPU; use --device cpu")
+        if config.on_gpus:
+            models, model_opts = int(resources["GPU"]), {"num_gpus": 1, "num_cpus": 1}
         else:
             # No more actors than the cluster has CPUs for: an actor that cannot be placed would wait forever.
             models = max(1, min(config.workers, int(resources.get("CPU", 1) // config.threads_per_worker)))
@@ -300,12 +254,12 @@ class Runner:
         session = ray.get_runtime_context().get_job_id()  # handles die with the cluster they belong to
         model_key = (session, self.model_worker, *args, config.threads_per_worker, config.device, repr(model_opts))
         decode_key = (session, *args, decode_cpus)
-        _release("model", model_key, models)
-        _release("decode", decode_key, decoders)
+        release("model", model_key, models)
+        release("decode", decode_key, decoders)
         self.pools = {
-            "model": _pool("model", model_key,
+            "model": ready_pool("model", model_key,
                            lambda: model_cls.remote(*args, config.threads_per_worker, config.device), models),
-            "decode": _pool("decode", decode_key, lambda: decode_cls.remote(*args), decoders),
+            "decode": ready_pool("decode", decode_key, lambda: decode_cls.remote(*args), decoders),
         }
         self.stats.model_actors, self.stats.decode_actors = models, decoders
 
@@ -337,7 +291,7 @@ class Runner:
 
         if ref in self.starting:
             pool, slot = self.starting.pop(ref)
-            pool.names[slot] = ray.get(ref)
+            pool.placed(slot, ray.get(ref))
             pool.idle.append(slot)
             return
         call = self.calls.pop(ref)
@@ -345,7 +299,10 @@ class Runner:
         try:
             value = ray.get(ref)
         except ray.exceptions.RayActorError as exc:  # the actor died: replace it, run the sample again
-            self._replace(call)
+            unreachable = isinstance(exc, ray.exceptions.ActorUnavailableError)  # e.g. its node died
+            if unreachable:
+                self.suspects.add(pool.nodes[call.slot])
+            self._replace(call, kill=unreachable)  # an unreachable actor that comes back must not hold its slot
             self._retry_or_fail(call, exc, f"{call.stage} worker died")
             return
         except ray.exceptions.RayError as exc:  # a lost object or a task error: the actor lives on

@@ -16,7 +16,8 @@ from harness.data.samples import load_samples
 from harness.data.tasks import get_task
 from harness.model.specs import Component, ModelSpec
 from harness.run.journal import Journal, read_journal
-from harness.run.runner import ModelWorker, Runner, RunnerConfig, RunStats
+from harness.run.runner import Runner, RunnerConfig, RunStats
+from harness.run.workers import ModelWorker
 
 TASK = get_task("needle")
 

@@ -1,0 +1,73 @@
+"""Pools of Ray actors of one kind (decode or model), replaceable by slot and kept across runs in this process."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Literal
+
+Stage = Literal["decode", "model"]  # also the kind of actor a stage runs on
+
+
+class Pool:
+    """Actors of one kind, replaceable by slot, kept for the next run in this process with the same key.
+
+    Starting an actor costs seconds (a process importing torch, then loading the model), more than a
+    short run; tests, `make bench` and multi-run comparisons reuse them.
+    """
+
+    def __init__(self, key: tuple[Any, ...], make: Callable[[], Any]) -> None:
+        self.key = key
+        self.make = make
+        self.actors: list[Any] = []
+        self.names: list[str] = []  # actor ids, for each result's `worker`
+        self.nodes: list[str] = []  # the Ray node each actor runs on
+        self.idle: deque[int] = deque()
+
+    def replace(self, slot: int) -> Any:
+        """A new actor in `slot`; the returned ref resolves to its (id, node) once it has loaded (`placed`)."""
+        self.actors[slot] = self.make()
+        return self.actors[slot].ready.remote()
+
+    def placed(self, slot: int, ready: tuple[str, str]) -> None:
+        self.names[slot], self.nodes[slot] = ready
+
+    def clear(self) -> None:
+        del self.actors[:], self.names[:], self.nodes[:]
+
+
+POOLS: dict[Stage, Pool] = {}  # this process's actors, by kind, across runs
+
+
+def release(kind: Stage, key: tuple[Any, ...], count: int) -> None:
+    """Kill cached actors of `kind` this run will not use, so they hold no CPU or GPU it needs."""
+    import ray
+
+    pool = POOLS.get(kind)
+    if pool is None:
+        return
+    keep = count if pool.key == key else 0
+    if pool.key[0] == key[0]:  # key[0]: the Ray session; handles of an earlier cluster are gone anyway
+        for actor in pool.actors[keep:]:
+            ray.kill(actor)
+    del pool.actors[keep:], pool.names[keep:], pool.nodes[keep:]
+
+
+def ready_pool(kind: Stage, key: tuple[Any, ...], make: Callable[[], Any], count: int) -> Pool:
+    """`count` ready actors of `kind`: the cached ones when the key matches, new ones otherwise."""
+    import ray
+
+    pool = POOLS.get(kind)
+    if pool is None or pool.key != key:
+        pool = POOLS[kind] = Pool(key, make)
+    pool.actors += [make() for _ in range(count - len(pool.actors))]
+    pool.names += [""] * (len(pool.actors) - len(pool.names))
+    pool.nodes += [""] * (len(pool.actors) - len(pool.nodes))
+    refs = {slot: pool.actors[slot].ready.remote() for slot in range(count)}
+    for slot, ref in refs.items():
+        try:
+            pool.placed(slot, ray.get(ref))
+        except ray.exceptions.RayActorError:  # died since the last run: start another
+            pool.placed(slot, ray.get(pool.replace(slot)))
+    pool.idle = deque(range(count))
+    return pool

@@ -1,0 +1,96 @@
+"""The Ray actor bodies: decode workers (CPU: probe, plan, decode, select) and model workers (load the model once,
+then run samples), each reporting where it runs (its node and device) with every result."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from harness.core.measure import PeakMemory, StageTimer
+from harness.core.records import Sample, SampleResult
+from harness.data.tasks import TaskSpec
+from harness.model.specs import ModelSpec
+from harness.run.pipeline import Decoded, pipelines
+
+
+@dataclass(frozen=True)
+class DecodeInfo:
+    """The small half of a decode result, read by the driver; the frames stay in the object store."""
+
+    seconds: float
+    peak_rss_mb: float
+    nbytes: int
+
+
+def actor_place() -> tuple[str, str]:
+    """(this actor's id, its node's id): what its pool records once it has loaded."""
+    import ray
+
+    context = ray.get_runtime_context()
+    return context.get_actor_id(), context.get_node_id()
+
+
+def placement_of(device: str) -> tuple[str, str]:
+    """(this actor's Ray node id, first 8 hex digits; its device): a GPU-placed actor names the GPUs Ray gave it."""
+    import ray
+
+    gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU") or []
+    label = f"{device} CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', ','.join(gpus))}" if gpus else device
+    return ray.get_runtime_context().get_node_id()[:8], label
+
+
+class DecodeWorker:
+    """A Ray actor body: probes, plans, decodes and selects frames on the CPU; never loads the model."""
+
+    def __init__(self, spec: ModelSpec, tasks: tuple[TaskSpec, ...], prompt: str | None) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        self.pipelines = pipelines(spec, tasks, prompt)
+
+    def ready(self) -> tuple[str, str]:
+        return actor_place()
+
+    def decode(self, sample: Sample) -> tuple[DecodeInfo | SampleResult, Decoded | None]:
+        timer = StageTimer()
+        with PeakMemory() as memory, timer("total"):
+            decoded = self.pipelines[sample.task].decode(sample)
+        if isinstance(decoded, SampleResult):
+            timings = {**decoded.timings_s, "total": timer.seconds["total"]}
+            return dataclasses.replace(decoded, timings_s=timings, peak_rss_mb=round(memory.peak_mb, 1)), None
+        return DecodeInfo(timer.seconds["total"], memory.peak_mb, decoded.frames.pixels.nbytes), decoded
+
+
+class ModelWorker:
+    """A Ray actor body: loads the model once, then runs samples one at a time."""
+
+    def __init__(self, spec: ModelSpec, tasks: tuple[TaskSpec, ...], prompt: str | None, threads: int, device: str):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.device = device
+        self.pipelines = pipelines(spec, tasks, prompt)
+        self.node, self.device_label = placement_of(device)
+
+    def ready(self) -> tuple[str, str]:
+        next(iter(self.pipelines.values())).backbone  # load weights (shared by the tasks) before the clock starts
+        return actor_place()
+
+    def run(self, sample: Sample) -> SampleResult:
+        """Both halves here (selectors that stream their frames, or `decode_in_model`)."""
+        return self._placed(self.pipelines[sample.task].run(sample, self.device))
+
+    def _placed(self, result: SampleResult) -> SampleResult:
+        return dataclasses.replace(result, worker_node=self.node, worker_device=self.device_label)
+
+    def infer(self, sample: Sample, decoded: Decoded, info: DecodeInfo) -> SampleResult:
+        """The model half on frames a decode worker produced; time and memory cover both halves."""
+        timer = StageTimer()
+        with PeakMemory(self.device) as memory, timer("infer"):
+            result = self.pipelines[sample.task].infer(sample, decoded)
+        timings = {**result.timings_s, "decode_total": info.seconds, "infer_total": timer.seconds["infer"],
+                   "total": info.seconds + timer.seconds["infer"]}
+        # The sample's peak over the two processes that held it (each figure includes its process's baseline).
+        peak = max(memory.peak_mb, info.peak_rss_mb)
+        return self._placed(dataclasses.replace(result, timings_s=timings, peak_rss_mb=round(peak, 1)))
