@@ -20,6 +20,9 @@ from harness.core.paths import cache_dir
 from harness.run.interrupt import signal_handlers_kept
 
 _QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+# A `ray start` head's dashboard reports even *disabled* usage stats to usage-stats.ray.io (usage_stats_head.py,
+# _report_disabled_usage_sync; clusters started by ray.init are exempt): the report goes to a closed loopback port.
+_NOWHERE = "http://127.0.0.1:9/"
 LOOPBACK_NODE_IP = "127.0.0.2"  # a loopback address Ray does not rewrite (see run_node)
 
 
@@ -107,7 +110,8 @@ def node_args(head: bool, address: str | None, port: int, num_cpus: int | None, 
 def run_node(args: list[str], node_ip: str) -> None:
     """Run `ray start ARGS` in this process with start_ray's measures, so that no process of the node opens a socket
     towards an outside address (checked with strace -f -e trace=connect):
-    - the bootstrap HOME (no cloud-metadata probe) and no usage stats;
+    - the bootstrap HOME (no cloud-metadata probe), no usage stats, and the head's "usage disabled" report sent to
+      a closed loopback port;
     - Ray finds a process's own IP, wherever it is not told, by connecting a UDP socket to 8.8.8.8
       (GetNodeIpAddressFromPerspective): `ray start` itself does so while checking versions against the head, so
       here that lookup answers `node_ip`; the node's own processes (its runtime-env agent asks, for a log prefix)
@@ -125,7 +129,7 @@ def run_node(args: list[str], node_ip: str) -> None:
     from ray.scripts.scripts import main
 
     os.environ.update({**_QUIET_ENV, "HOME": str(bootstrap_home()), "HARNESS_CACHE": str(cache_dir()),
-                       "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+                       "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_REPORT_URL": _NOWHERE})
     constants.ENABLE_RAY_CLUSTER = True
     services.node_ip_address_from_perspective = lambda address=None: node_ip
     # Nodes starting at once on one machine race for the session's socket names (Node._make_inc_temp checks, then

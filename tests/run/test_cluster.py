@@ -24,7 +24,7 @@ from harness.data.samples import load_samples
 from harness.data.tasks import get_task
 from harness.run.journal import read_journal
 
-LIMIT = 30  # SLOW_SPEC samples: 0.5 s each, so 4 actors are busy for ~4 s after the first journal line
+LIMIT = 20  # SLOW_SPEC samples: 0.5 s each, so 4 actors are busy for ~2 s after the first journal line
 
 
 def readme_commands() -> list[str]:
@@ -115,9 +115,10 @@ def cluster(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory):
         cluster.stop()
 
 
-def harness_eval(cluster: Cluster, out: Path, *extra: str, model: str = "slow") -> list[str]:
-    return [sys.executable, "-m", "harness", "eval", "--task", "needle", "--model", model, "--limit", str(LIMIT),
-            "--no-wandb", "--out", str(out), "--ray-address", cluster.address, "--placement", "gpu", *extra]
+def harness_eval(cluster: Cluster, out: Path, *extra: str, placement: str = "gpu") -> list[str]:
+    return [sys.executable, "-m", "harness", "eval", "--task", "needle", "--model", "slow", "--limit", str(LIMIT),
+            "--no-wandb", "--out", str(out), "--ray-address", cluster.address, "--placement", placement,
+            "--decode-workers", "1", *extra]
 
 
 def finish(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -138,10 +139,10 @@ def journal_lines(out: Path, n: int, proc: subprocess.Popen[str]) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The uninterrupted run's summary metrics: the same spec and samples on a local cluster."""
+    """The uninterrupted run's summary: the same spec and samples on a local cluster."""
     out = tmp_path_factory.mktemp("reference")
     finish([sys.executable, "-m", "harness", "eval", "--task", "needle", "--model", "slow", "--limit", str(LIMIT),
-            "--workers", "2", "--no-wandb", "--out", str(out)], env)
+            "--workers", "2", "--decode-workers", "1", "--no-wandb", "--out", str(out)], env)
     (run_dir,) = out.iterdir()
     return json.loads((run_dir / "summary.json").read_text())
 
@@ -192,14 +193,15 @@ def test_one_actor_per_gpu_and_a_lost_node_loses_no_sample(cluster: Cluster, ref
 
 def test_a_killed_driver_is_finished_by_resume_from_another_process(cluster: Cluster, reference: dict,
                                                                      tmp_path: Path):
-    proc = subprocess.Popen(harness_eval(cluster, tmp_path), env=cluster.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    one_actor = ("--workers", "1")  # the driver is what dies here: one model actor on a CPU will do
+    proc = subprocess.Popen(harness_eval(cluster, tmp_path, *one_actor, placement="cpu"), env=cluster.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     journal = journal_lines(tmp_path, 4, proc)
     proc.kill()  # SIGKILL: no handler runs; Ray reclaims the driver's actors
     proc.communicate()
     done_before = len(list(read_journal(journal)))
     assert done_before < LIMIT
-    finish(harness_eval(cluster, tmp_path, "--resume", str(journal.parent)), cluster.env)
+    finish(harness_eval(cluster, tmp_path, *one_actor, "--resume", str(journal.parent), placement="cpu"), cluster.env)
     results = list(read_journal(journal))
     assert sorted(r.id for r in results) == sorted(s.id for s in load_samples(get_task("needle"), limit=LIMIT))
     same_metrics(json.loads((journal.parent / "summary.json").read_text()), reference)
