@@ -4,10 +4,8 @@ import numpy as np
 import pytest
 
 from baselines.adardkey import AdaRDKey, adardkey_indices, rd_greedy
-from baselines.relevance import relevance
 from baselines.topk import top_k
 from harness.core.config import ConfigError
-from harness.core.records import Frames, Sample, VideoMeta
 
 
 def clusters(n_clusters: int = 3, size: int = 4) -> np.ndarray:
@@ -94,20 +92,3 @@ def test_invalid_settings(bad, match):
 def test_unknown_encoder_is_a_config_error():
     with pytest.raises(ConfigError):
         AdaRDKey(encoder="no-such-encoder")
-
-
-def test_selects_k_pool_frames_with_tiny_clip():
-    rng = np.random.default_rng(0)
-    n = 40
-    frames = Frames(tuple(range(0, 10 * n, 10)), tuple(float(i) for i in range(n)),
-                    rng.integers(0, 256, (n, 48, 64, 3), dtype=np.uint8))
-    meta = VideoMeta("v.mp4", num_frames=10 * n, fps=10.0, width=64, height=48)
-    sample = Sample(id="s", task="t", video="v.mp4", question="What color is the car?", options=("a", "b"), answer=0)
-    selector = AdaRDKey(k=8, encoder="tiny-clip")
-    assert selector.plan(meta) == frames.indices  # the 1 fps pool
-    chosen = selector.select(sample, meta, frames)
-    assert len(chosen.indices) == 8 and list(chosen.indices) == sorted(chosen.indices)
-    assert set(chosen.indices) <= set(frames.indices) and chosen.method == "adardkey"
-    cosines = relevance("tiny-clip", sample, frames)  # the scores reported are the shared relevance
-    assert chosen.scores == pytest.approx([cosines[frames.indices.index(i)] for i in chosen.indices])
-    assert selector.select(sample, meta, frames) == chosen

@@ -1,10 +1,13 @@
-"""Keyframe selectors: top-k by relevance, AKS judge-and-split, BOLT inverse-CDF sampling."""
+"""Keyframe selectors: top-k by relevance, AKS judge-and-split, BOLT inverse-CDF sampling; all of them (and AdaRD-Key)
+on the tiny CLIP."""
 
 import numpy as np
 import pytest
 
+from baselines.adardkey import AdaRDKey
 from baselines.aks import AKS, aks_indices, judge_and_split
 from baselines.bolt import BOLT, inverse_cdf_indices
+from baselines.relevance import relevance
 from baselines.topk import TopK, top_k
 from harness.core.records import Frames, Sample, VideoMeta
 
@@ -77,6 +80,10 @@ def test_selectors_run_with_tiny_clip():
         assert 1 <= len(chosen.indices) <= 8 and len(chosen.scores) == len(chosen.indices)
     top = TopK(k=8, encoder="tiny-clip").select(sample, meta, frames)
     assert min(top.scores) >= max(s for s in _all_scores(sample, frames) if s not in top.scores) - 1e-9
+    adard = AdaRDKey(k=8, encoder="tiny-clip").select(sample, meta, frames)  # k exact; its scores the shared relevance
+    assert len(adard.indices) == 8 and list(adard.indices) == sorted(adard.indices) and adard.method == "adardkey"
+    cosines = relevance("tiny-clip", sample, frames)
+    assert adard.scores == pytest.approx([cosines[frames.indices.index(i)] for i in adard.indices])
 
 
 def _all_scores(sample, frames):
