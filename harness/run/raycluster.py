@@ -3,7 +3,8 @@
 Ray's usage-stats module probes the cloud-metadata address 169.254.169.254 at start-up whenever
 `~/ray_bootstrap_config.yaml` is missing, even with RAY_USAGE_STATS_ENABLED=0 (measured here, see
 shared/notes/environment.md). A local cluster is therefore started with HOME pointing at a directory
-of ours that holds a `provider: {type: local}` bootstrap config; HOME is restored right after.
+of ours that holds a `provider: {type: local}` bootstrap config; HOME is restored right after. The nodes of a
+multi-node cluster (`harness node`: `run_node`) take the same measures and the few more a `ray start` needs.
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ def _loopback_driver(address: str) -> dict[str, str]:
     """A driver joining a cluster on this machine's loopback sits on the nodes' address (Ray would take the
     machine's outward IP for it, found by a UDP socket towards 8.8.8.8); 127.0.0.1 / localhost cannot be joined
     without that rewrite, so they are refused in one line."""
-
     host = address.rsplit(":", 1)[0].removeprefix("ray://")
     if host in ("127.0.0.1", "localhost", "::1"):
         raise ConfigError(f"--ray-address {address}: Ray rewrites {host} to this machine's outward IP (found by a UDP "
