@@ -14,8 +14,9 @@ budget:
   `cost`. The layer's own KV still holds every token; later layers see only the survivors.
 Survivors keep their original positions. The official budget divides by a hard-coded 28 layers (Qwen2-7B's depth:
 step i is what layer i's attention sees, the merge before layer 0 being step 0); here the LLM's own depth. Where
-the official code raises because the budget can no longer be met (a shallow LLM), the prune keeps one token. The separator after LLaVA-OV's video (image_newline) is not a patch position: never merged,
-never pruned (the official LLaVA-Video patch gives its per-row newlines patch positions of their own).
+the official code raises because the budget can no longer be met (a shallow LLM), the prune keeps one token. The
+separator after LLaVA-OV's video (image_newline) is not a patch position: never merged, never pruned (the official
+LLaVA-Video patch gives its per-row newlines patch positions of their own).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ class FusionState:
     kept: list[int]  # original sequence index of each surviving visual token (one contiguous run from `start`)
     patches: torch.Tensor  # [len(kept)] patch position of each survivor
     start: int
-    entered: int
     sparsities: list[float] = field(default_factory=list)  # share of tokens each merge step removed
     merged: bool = False  # merging finished
     pruned: bool = False
@@ -126,7 +126,7 @@ def prefill_fused(
     steps = layers  # step i: what layer i's attention sees (the merge after the last layer feeds no layer)
     dtype, device = embeds.dtype, embeds.device
     cache = DynamicCache(config=lm.config)
-    state = FusionState(list(visual), patches.cpu(), visual.start, len(visual))
+    state = FusionState(list(visual), patches.cpu(), visual.start)
     hidden = embeds
 
     def keep(rows: torch.Tensor) -> None:

@@ -14,6 +14,7 @@ layers, head_dim 16 so `mrope_section` sums to 8), saved with their processor an
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -124,15 +125,18 @@ class Qwen25VLBackbone(PretrainedBackbone):
     def tokens_per_frame_for(cls, **args: Any) -> None:
         return None  # dynamic resolution: the tokens per frame follow the frame size
 
-    def _video_inputs(self, frames: Frames) -> tuple[torch.Tensor, torch.Tensor]:
-        """The model's own video processor on our frames: (pixel patches, grid [1, 3] = (T/2, H, W) patches)."""
+    def _video_inputs(self, frames: Frames, exact_area: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's own video processor on our frames: (pixel patches, grid [1, 3] = (T/2, H, W) patches).
+        `exact_area`: frames already resized to that many pixels, kept as they are (no per-frame cap)."""
         metadata = VideoMetadata(
             total_num_frames=len(frames), fps=_sampled_fps(frames), frames_indices=list(range(len(frames))),
         )
+        sizing: dict[str, Any] = {"cap_pixels_per_frame": True}  # qwen-vl-utils' per-frame pixel cap
+        if exact_area is not None:
+            sizing = {"cap_pixels_per_frame": False, "size": {"shortest_edge": exact_area, "longest_edge": exact_area}}
         batch = self.processor.video_processor(
             videos=[frames.pixels], video_metadata=[metadata], input_data_format="channels_last",
-            do_sample_frames=False, cap_pixels_per_frame=True,  # qwen-vl-utils' per-frame pixel cap
-            return_tensors="pt",
+            do_sample_frames=False, return_tensors="pt", **sizing,
         )
         return batch["pixel_values_videos"].to(self.device, self.dtype), batch["video_grid_thw"].to(self.device)
 
@@ -170,29 +174,21 @@ class Qwen25VLBackbone(PretrainedBackbone):
         video = torch.from_numpy(frames.pixels).permute(0, 3, 1, 2).float()
         small = torch.nn.functional.interpolate(video, size=[h * factor, w * factor], mode="bicubic", antialias=True)
         small = small.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        metadata = VideoMetadata(total_num_frames=len(frames), fps=_sampled_fps(frames),
-                                 frames_indices=list(range(len(frames))))
-        area = h * w * factor * factor
-        with torch.inference_mode():
-            batch = vp(videos=[small], video_metadata=[metadata], input_data_format="channels_last",
-                       do_sample_frames=False, cap_pixels_per_frame=False,
-                       size={"shortest_edge": area, "longest_edge": area}, return_tensors="pt")
-            pixels, grid = batch["pixel_values_videos"].to(self.device, self.dtype), batch["video_grid_thw"]
-            features = self.model.model.get_video_features(pixels, grid.to(self.device), return_dict=True)
-            tokens = features.pooler_output[0]
-        rows = int(grid[0, 0])
-        if (int(grid[0, 1]) // self.merge, int(grid[0, 2]) // self.merge) != (h, w):
-            raise RuntimeError(f"{self.name}: the processor resized the coarse frames to {grid.tolist()}, not {h}×{w}")
-        return EncodedVideo(tokens.reshape(rows, h * w, self.hidden_size), tuple(frames.timestamps_s),
-                            self.frames_per_row, (rows, h, w))
+        encoded = self._encode(dataclasses.replace(frames, pixels=small), exact_area=h * w * factor * factor)
+        if encoded.grid[1:] != (h, w):  # type: ignore[index]
+            raise RuntimeError(f"{self.name}: the processor resized the coarse frames to {encoded.grid}, not {h}×{w}")
+        return encoded
 
     def encode_frames(self, frames: Frames) -> EncodedVideo:
         """Official path (video processor → ViT with window attention → 2×2 merger): [T/2, h·w, C] with the grid
         of LLM tokens (T/2, h, w)."""
         if len(frames) == 0:
             raise ValueError("encode_frames needs at least one frame")
+        return self._encode(frames)
+
+    def _encode(self, frames: Frames, exact_area: int | None = None) -> EncodedVideo:
         with torch.inference_mode():
-            pixels, grid = self._video_inputs(frames)
+            pixels, grid = self._video_inputs(frames, exact_area)
             tokens = self.model.model.get_video_features(pixels, grid, return_dict=True).pooler_output[0]
         rows, height, width = (int(grid[0, 0]), int(grid[0, 1]) // self.merge, int(grid[0, 2]) // self.merge)
         return EncodedVideo(tokens.reshape(rows, height * width, self.hidden_size), tuple(frames.timestamps_s),

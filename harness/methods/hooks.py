@@ -29,8 +29,8 @@ HOOKS: dict[str, str] = {
     "non_keyframe_tokens": "non_keyframe_tokens(frames) -> [T, C]: the checkpoint's own one-token-per-frame map "
                            "(ViLAMP single_token)",
     "coarse_encode": "encode_frames_coarse(frames, downscale) -> EncodedVideo: encode_frames with each frame's token "
-                     "grid side divided by `downscale` (key clips: more frames at fewer tokens each). LLaVA-OV pools "
-                     "its patch grid bilinearly to the smaller side (which must divide exactly); Qwen2.5-VL resizes "
+                     "grid side divided by `downscale` (key clips: more frames at fewer tokens each). LLaVA-OV averages "
+                     "its pooled token grid downscale × downscale (which must divide it); Qwen2.5-VL resizes "
                      "the frames to the merged-patch grid of half-up-rounded sides (≥ 1), `grid` set accordingly. "
                      "Not offered by ViLAMP's backbone (not implemented there), vLLM (its engine runs its own "
                      "processor on the frames) or fixed-cost (one mean-colour token per frame, no grid)",

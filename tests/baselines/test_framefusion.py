@@ -25,7 +25,7 @@ def test_the_budget_rule_is_the_official_one():
 
 
 def state(patches, start=1):
-    return FusionState(list(range(start, start + len(patches))), torch.tensor(patches), start, len(patches))
+    return FusionState(list(range(start, start + len(patches))), torch.tensor(patches), start)
 
 
 def test_a_token_repeated_at_its_patch_folds_into_the_earliest_as_the_plain_mean():
