@@ -314,7 +314,7 @@ class Runner:
             call.info = value
             self.ready.append(call)
         else:
-            self._finish(call, value, pool.names[call.slot])
+            self._finish(call, value, pool.names[call.slot], pool.nodes[call.slot])
 
     def _check_timeouts(self, now: float) -> None:
         limit = self.config.sample_timeout_s
@@ -349,9 +349,10 @@ class Runner:
         final: Status = "oom" if status == "oom" else "retries_exhausted"
         self._finish(call, failure(call.sample, self.spec.name, final, f"{where}: {first_line(exc)}"), "")
 
-    def _finish(self, call: _Call, result: SampleResult, worker: str) -> None:
+    def _finish(self, call: _Call, result: SampleResult, worker: str, node: str = "") -> None:
         self.live -= 1
         call.frames = None  # drop the frames' reference so the object store frees them
         self.stats.count(result)
         timings = {**result.timings_s, "in_flight": time.perf_counter() - call.submitted}
-        self.on_result(dataclasses.replace(result, worker=worker[:8], attempts=call.attempt, timings_s=timings))
+        self.on_result(dataclasses.replace(result, worker=worker[:8], worker_node=node[:8], attempts=call.attempt,
+                                           timings_s=timings))

@@ -1,5 +1,5 @@
 """The Ray actor bodies: decode workers (CPU: probe, plan, decode, select) and model workers (load the model once,
-then run samples), each reporting where it runs (its node and device) with every result."""
+then run samples); a model worker names its device in every result (the driver knows each actor's node)."""
 
 from __future__ import annotations
 
@@ -31,13 +31,12 @@ def actor_place() -> tuple[str, str]:
     return context.get_actor_id(), context.get_node_id()
 
 
-def placement_of(device: str) -> tuple[str, str]:
-    """(this actor's Ray node id, first 8 hex digits; its device): a GPU-placed actor names the GPUs Ray gave it."""
+def device_label(device: str) -> str:
+    """This actor's device: a GPU-placed actor names the GPUs Ray gave it."""
     import ray
 
     gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU") or []
-    label = f"{device} CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', ','.join(gpus))}" if gpus else device
-    return ray.get_runtime_context().get_node_id()[:8], label
+    return f"{device} CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', ','.join(gpus))}" if gpus else device
 
 
 class DecodeWorker:
@@ -71,7 +70,7 @@ class ModelWorker:
         torch.set_num_threads(threads)
         self.device = device
         self.pipelines = pipelines(spec, tasks, prompt)
-        self.node, self.device_label = placement_of(device)
+        self.device_label = device_label(device)
 
     def ready(self) -> tuple[str, str]:
         next(iter(self.pipelines.values())).backbone  # load weights (shared by the tasks) before the clock starts
@@ -79,10 +78,7 @@ class ModelWorker:
 
     def run(self, sample: Sample) -> SampleResult:
         """Both halves here (selectors that stream their frames, or `decode_in_model`)."""
-        return self._placed(self.pipelines[sample.task].run(sample, self.device))
-
-    def _placed(self, result: SampleResult) -> SampleResult:
-        return dataclasses.replace(result, worker_node=self.node, worker_device=self.device_label)
+        return dataclasses.replace(self.pipelines[sample.task].run(sample, self.device), worker_device=self.device_label)
 
     def infer(self, sample: Sample, decoded: Decoded, info: DecodeInfo) -> SampleResult:
         """The model half on frames a decode worker produced; time and memory cover both halves."""
@@ -93,4 +89,4 @@ class ModelWorker:
                    "total": info.seconds + timer.seconds["infer"]}
         # The sample's peak over the two processes that held it (each figure includes its process's baseline).
         peak = max(memory.peak_mb, info.peak_rss_mb)
-        return self._placed(dataclasses.replace(result, timings_s=timings, peak_rss_mb=round(peak, 1)))
+        return dataclasses.replace(result, timings_s=timings, peak_rss_mb=round(peak, 1), worker_device=self.device_label)
