@@ -12,7 +12,7 @@ from pathlib import Path
 
 HARNESS = Path(__file__).resolve().parents[1] / "harness"
 # The path a sample takes, earliest first: a module may import its own stage and earlier ones only.
-STAGES = ("core", "hf", "data", "video", "methods", "backbones", "vilamp", "model", "scoring", "run", "canary",
+STAGES = ("core", "hf", "data", "video", "methods", "backbones", "vilamp", "model", "cost", "scoring", "run", "canary",
           "results", "interop", "bench")  # fmt: skip
 # may import anything
 ENTRY_POINTS = frozenset({"harness", "harness.__main__", "harness.cli", "harness.evaluate", "harness.sweep"})
