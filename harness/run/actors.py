@@ -16,21 +16,29 @@ class Pool:
     short run; tests, `make bench` and multi-run comparisons reuse them.
     """
 
-    def __init__(self, key: tuple[Any, ...], make: Callable[[], Any]) -> None:
+    def __init__(self, key: tuple[Any, ...], make: Callable[[], Any], depth: int = 1) -> None:
         self.key = key
         self.make = make
+        self.depth = depth  # calls each actor holds at once: with 2, the next is queued on it while one runs
         self.actors: list[Any] = []
         self.names: list[str] = []  # actor ids, for each result's `worker`
         self.nodes: list[str] = []  # the Ray node each actor runs on
-        self.idle: deque[int] = deque()
+        self.idle: deque[int] = deque()  # one entry per free call place: a slot appears up to `depth` times
 
     def replace(self, slot: int) -> Any:
-        """A new actor in `slot`; the returned ref resolves to its (id, node) once it has loaded (`placed`)."""
+        """A new actor in `slot` (the old one's free places go with it); the returned ref resolves to its
+        (id, node) once it has loaded (`placed`)."""
         self.actors[slot] = self.make()
+        self.idle = deque(s for s in self.idle if s != slot)
         return self.actors[slot].ready.remote()
 
     def placed(self, slot: int, ready: tuple[str, str]) -> None:
         self.names[slot], self.nodes[slot] = ready
+
+
+    def open_all(self, slots: range | list[int]) -> None:
+        """Every place of `slots` free, the first place of each actor before any second (spread before queueing)."""
+        self.idle.extend(slot for _ in range(self.depth) for slot in slots)
 
     def clear(self) -> None:
         del self.actors[:], self.names[:], self.nodes[:]
@@ -53,13 +61,15 @@ def release(kind: Stage, key: tuple[Any, ...], count: int) -> None:
     del pool.actors[keep:], pool.names[keep:], pool.nodes[keep:]
 
 
-def ready_pool(kind: Stage, key: tuple[Any, ...], make: Callable[[], Any], count: int) -> Pool:
-    """`count` ready actors of `kind`: the cached ones when the key matches, new ones otherwise."""
+def ready_pool(kind: Stage, key: tuple[Any, ...], make: Callable[[], Any], count: int, depth: int = 1) -> Pool:
+    """`count` ready actors of `kind`, each taking `depth` calls at once: the cached ones when the key matches,
+    new ones otherwise."""
     import ray
 
     pool = POOLS.get(kind)
     if pool is None or pool.key != key:
         pool = POOLS[kind] = Pool(key, make)
+    pool.depth = depth
     pool.actors += [make() for _ in range(count - len(pool.actors))]
     pool.names += [""] * (len(pool.actors) - len(pool.names))
     pool.nodes += [""] * (len(pool.actors) - len(pool.nodes))
@@ -69,5 +79,6 @@ def ready_pool(kind: Stage, key: tuple[Any, ...], make: Callable[[], Any], count
             pool.placed(slot, ray.get(ref))
         except ray.exceptions.RayActorError:  # died since the last run: start another
             pool.placed(slot, ray.get(pool.replace(slot)))
-    pool.idle = deque(range(count))
+    pool.idle = deque()
+    pool.open_all(range(count))
     return pool

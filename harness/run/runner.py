@@ -2,8 +2,9 @@
 
 Decoding and frame selection run in decode actors; the decoded frames wait in Ray's object store until a
 model actor (one per GPU; `workers` of them on the CPU) is free, so the model never waits on a video it
-could have had decoded already. At most `max_in_flight` samples are decoded or being decoded at once,
-which keeps memory flat whatever the dataset size. Selectors that stream their own frames (see
+could have had decoded already; each model actor holds `model_queue` calls (the next one waits on it, its
+frames fetched, while one runs). At most `max_in_flight` samples are decoded or being decoded at once, which keeps
+memory flat whatever the dataset size. Selectors that stream their own frames (see
 `harness.run.pipeline.decodes_in_model`) are decoded inside the model actor instead.
 
 Only the driver writes the journal. A worker that dies has its sample re-queued (bounded retries) and is
@@ -14,6 +15,7 @@ stage is recorded with that status and the run goes on.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -38,7 +40,10 @@ class RunnerConfig:
     device: str = "cpu"
     ray_address: str | None = None
     decode_workers: int | None = None  # CPU decode actors (default: one per model actor)
-    max_in_flight: int | None = None  # samples decoded or decoding at once (default: 2 per model actor)
+    max_in_flight: int | None = None  # samples decoded or decoding at once (default: model_queue + 1 per model actor)
+    # Calls held by each model actor at once: with 2, the next sample waits on the actor while one runs, so the
+    # hand-over (the driver seeing the result, submitting, the actor fetching the frames) hides behind a sample.
+    model_queue: int = 2
     sample_timeout_s: float | None = None  # per stage (decode, model); None: no limit
     decode_in_model: bool = False  # decode inside the model actor even when the selector does not need it
     # "gpu": one model actor per GPU of the cluster (num_gpus=1: Ray gives each its CUDA_VISIBLE_DEVICES); "auto":
@@ -51,6 +56,8 @@ class RunnerConfig:
             raise ConfigError(f"--placement must be auto, cpu or gpu, got {self.placement!r}")
         if self.device.startswith("cuda") and self.placement == "cpu":
             raise ConfigError("--device cuda needs GPU placement: drop --placement cpu")
+        if self.model_queue < 1:
+            raise ConfigError(f"model_queue must be >= 1, got {self.model_queue}")
 
     @property
     def on_gpus(self) -> bool:
@@ -109,7 +116,9 @@ class _Call:
     submitted: float
     stage: Stage
     slot: int
-    started: float  # when this stage started (the timeout's clock)
+    actor: Any  # the actor handle it was submitted to (a slot's actor may be replaced meanwhile)
+    started: float | None  # when this stage started (the timeout's clock); None while queued behind another call
+    seq: int = 0  # submission order of stage calls: an actor runs its calls in this order
     frames: Any = None  # ObjectRef of the Decoded frames, from the decode stage to the model stage
     info: DecodeInfo | None = None
 
@@ -182,6 +191,7 @@ class Runner:
         self.pending: deque[_Queued] = deque(_Queued(s, 1, None) for s in longest_first(samples))
         self.ready: deque[_Call] = deque()  # decoded, waiting for a model actor
         self.calls: dict[Any, _Call] = {}  # ObjectRef → stage call in flight
+        self.seq = itertools.count()
         self.starting: dict[Any, tuple[Pool, int]] = {}  # ObjectRef of ready() → a replacement actor loading
         self.live = 0  # samples decoding, decoded or in the model stage: at most max_in_flight
         self.max_in_flight = 0  # set with the actors
@@ -246,7 +256,7 @@ class Runner:
         # Decoders take the CPUs the model actors leave; on a full cluster they run as 0-CPU actors (oversubscribed).
         free = resources.get("CPU", 0.0) - models * model_opts["num_cpus"]
         decode_cpus = min(1.0, free / decoders) if decoders and free > 0 else 0.0
-        self.max_in_flight = max(config.max_in_flight or 2 * models, models)
+        self.max_in_flight = max(config.max_in_flight or (config.model_queue + 1) * models, models)
 
         model_cls = ray.remote(max_restarts=0, **model_opts)(self.model_worker)
         decode_cls = ray.remote(max_restarts=0, num_cpus=decode_cpus)(DecodeWorker)
@@ -258,7 +268,8 @@ class Runner:
         release("decode", decode_key, decoders)
         self.pools = {
             "model": ready_pool("model", model_key,
-                           lambda: model_cls.remote(*args, config.threads_per_worker, config.device), models),
+                                lambda: model_cls.remote(*args, config.threads_per_worker, config.device), models,
+                                config.model_queue),
             "decode": ready_pool("decode", decode_key, lambda: decode_cls.remote(*args), decoders),
         }
         self.stats.model_actors, self.stats.decode_actors = models, decoders
@@ -269,21 +280,36 @@ class Runner:
         models = self.pools["model"]
         while self.ready and models.idle:
             call = self.ready.popleft()
-            call.stage, call.slot, call.started = "model", models.idle.popleft(), now
-            self.calls[models.actors[call.slot].infer.remote(call.sample, call.frames, call.info)] = call
+            call.stage, call.slot = "model", models.idle.popleft()
+            call.actor, call.started = models.actors[call.slot], self._start_time(models.actors[call.slot], now)
+            call.seq = next(self.seq)
+            self.calls[call.actor.infer.remote(call.sample, call.frames, call.info)] = call
         first: Stage = "model" if self.in_model else "decode"
         pool = self.pools[first]
         while self.pending and pool.idle and self.live < self.max_in_flight:
             sample, attempt, submitted = self.pending.popleft()
-            call = _Call(sample, attempt, submitted or now, first, pool.idle.popleft(), now)
+            slot = pool.idle.popleft()
+            actor = pool.actors[slot]
+            call = _Call(sample, attempt, submitted or now, first, slot, actor, self._start_time(actor, now),
+                         next(self.seq))
             self.live += 1
             self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.live)
-            actor = pool.actors[call.slot]
             if self.in_model:
                 self.calls[actor.run.remote(sample)] = call
             else:
                 info, call.frames = actor.decode.options(num_returns=2).remote(sample)
                 self.calls[info] = call
+
+    def _start_time(self, actor: Any, now: float) -> float | None:
+        """`now` for a call that starts at once, None for one queued behind a call the actor is running."""
+        return None if any(c.actor is actor for c in self.calls.values()) else now
+
+    def _next_starts(self, ended: _Call, now: float) -> None:
+        """The call queued behind `ended` on its actor starts now (its timeout clock with it)."""
+        for call in self.calls.values():
+            if call.actor is ended.actor and call.started is None:
+                call.started = now
+                return
 
     def _collect(self, ref: Any) -> None:
         """Take in one finished ref: a replacement actor ready, a decoded sample, or a result."""
@@ -292,9 +318,10 @@ class Runner:
         if ref in self.starting:
             pool, slot = self.starting.pop(ref)
             pool.placed(slot, ray.get(ref))
-            pool.idle.append(slot)
+            pool.open_all([slot])
             return
         call = self.calls.pop(ref)
+        self._next_starts(call, time.perf_counter())
         pool = self.pools[call.stage]
         try:
             value = ray.get(ref)
@@ -302,8 +329,12 @@ class Runner:
             unreachable = isinstance(exc, ray.exceptions.ActorUnavailableError)  # e.g. its node died
             if unreachable:
                 self.suspects.add(pool.nodes[call.slot])
-            self._replace(call, kill=unreachable)  # an unreachable actor that comes back must not hold its slot
-            self._retry_or_fail(call, exc, f"{call.stage} worker died")
+            # Its calls all fail at once, in any order; it was running the first one submitted, the others never
+            # started: they go back to the queue as they were, with no attempt counted against them.
+            running, *queued = sorted([call, *self._evict(call.actor)], key=lambda c: c.seq)
+            self._requeue(queued)
+            self._replace(running, kill=unreachable)  # an unreachable actor that comes back must not hold its slot
+            self._retry_or_fail(running, exc, f"{call.stage} worker died")
             return
         except ray.exceptions.RayError as exc:  # a lost object or a task error: the actor lives on
             pool.idle.append(call.slot)
@@ -321,11 +352,27 @@ class Runner:
         if limit is None:
             return
         for ref, call in list(self.calls.items()):
-            if now - call.started > limit:
+            if call.started is not None and now - call.started > limit:
                 del self.calls[ref]
+                self._requeue(self._evict(call.actor))  # killed with it before they started
                 self._replace(call, kill=True)
                 self._finish(call, failure(call.sample, self.spec.name, "timeout",
                                            f"{call.stage} stage exceeded {limit:g} s"), "")
+
+    def _evict(self, actor: Any) -> list[_Call]:
+        """The calls still in flight on `actor`, taken out of the wait (it died or is being killed)."""
+        refs = [ref for ref, call in self.calls.items() if call.actor is actor]
+        return [self.calls.pop(ref) for ref in refs]
+
+    def _requeue(self, calls: list[_Call]) -> None:
+        """Calls that never started go back unchanged: decoded ones wait for a model actor again (their frames are
+        in the object store), the others for their first stage."""
+        for call in sorted(calls, key=lambda c: c.seq, reverse=True):
+            if call.stage == "model" and call.info is not None:
+                self.ready.appendleft(call)
+            else:
+                self.live -= 1
+                self.pending.appendleft(_Queued(call.sample, call.attempt, call.submitted))
 
     def _replace(self, call: _Call, kill: bool = False) -> None:
         """A new actor in the call's slot; `kill` the old one first when it is still running the call."""
