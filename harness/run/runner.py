@@ -2,8 +2,8 @@
 
 Decoding and frame selection run in decode actors; the decoded frames wait in Ray's object store until a
 model actor (one per GPU; `workers` of them on the CPU) is free, so the model never waits on a video it
-could have had decoded already; each model actor holds `model_queue` calls (the next one waits on it, its
-frames fetched, while one runs). At most `max_in_flight` samples are decoded or being decoded at once, which keeps
+could have had decoded already; each model actor holds `model_queue` calls (the next one waits on the actor
+while one runs: no driver round trip between them). At most `max_in_flight` samples are decoded or being decoded at once, which keeps
 memory flat whatever the dataset size. Selectors that stream their own frames (see
 `harness.run.pipeline.decodes_in_model`) are decoded inside the model actor instead.
 

@@ -10,13 +10,13 @@ decoding happens inside parallel workers.
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import pairwise
 from typing import Literal
 
 import av
@@ -24,14 +24,13 @@ import decord
 import numpy as np
 from av.container import InputContainer
 from av.video.frame import VideoFrame
+from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
 from harness.core.records import Frames, VideoMeta
 from harness.core.status import SampleError
 
 BACKENDS = ("auto", "decord", "pyav")
-# PyAV: when the next wanted frame is further ahead than this, seeking to its keyframe beats decoding through.
-_SEEK_GAP = 64
 # A stream counts as constant-rate when every frame is within this fraction of a frame gap of i / fps.
 _CFR_TOLERANCE = 0.25
 # decord's messages carry its log prefix ("[17:14:31] /github/workspace/src/video/video_reader.cc:171: ") and a
@@ -267,7 +266,7 @@ def _probe_pyav(path: str) -> VideoMeta:
     with av.open(path) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0)
-        pts = _packet_pts(container, stream)
+        pts, _ = _packet_index(container, stream)
         num_frames = stream.frames or len(pts)
         start, time_base = stream.start_time or 0, stream.time_base
     if display is None:
@@ -281,20 +280,21 @@ def _probe_pyav(path: str) -> VideoMeta:
                      rotation=display.rotation, frame_times_s=times)
 
 
-def _packet_pts(container: InputContainer, stream: VideoStream) -> list[int]:
-    """Every packet's pts in presentation order (reads packets, decodes nothing)."""
-    return sorted(p.pts for p in container.demux(stream) if p.pts is not None)
+def _packet_index(container: InputContainer, stream: VideoStream) -> tuple[list[int], list[int]]:
+    """Every packet's pts in presentation order, and the keyframes' positions in it (reads packets, decodes
+    nothing)."""
+    packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.pts is not None]
+    pts = sorted(p for p, _ in packets)
+    rank = {p: i for i, p in enumerate(pts)}
+    return pts, sorted(rank[p] for p, key in packets if key)
 
 
 def _read_pyav(path: str, wanted: list[int], size: tuple[int, int] | None,
                display: _Display | None) -> tuple[np.ndarray, list[float]]:
-    sparse = any(b - a > _SEEK_GAP for a, b in pairwise([-1, *wanted]))
-    if sparse:
-        try:
-            return _collect_pyav(path, wanted, size, display, seek=True)
-        except _NotSeekable:
-            pass
-    return _collect_pyav(path, wanted, size, display, seek=False)
+    try:
+        return _collect_pyav(path, wanted, size, display, seek=True)
+    except _NotSeekable:
+        return _collect_pyav(path, wanted, size, display, seek=False)
 
 
 def _collect_pyav(
@@ -309,9 +309,12 @@ def _collect_pyav(
         start = stream.start_time or 0
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         found = _seeking(container, stream, wanted) if seek else _sequential(container, stream, wanted)
+        # One scaler for all frames, on this thread: `to_ndarray` builds a scaler per frame, with threads for every
+        # CPU (PyAV 18's default), ~10x the conversion time of the P1 bench's frames (harness/bench/speed.py).
+        reformatter = VideoReformatter()
         pixels, times = [], []
         for index, frame in found:
-            rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+            rgb = reformatter.reformat(frame, width, height, "rgb24", threads=1).to_ndarray()
             pixels.append(np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb)
             if frame.pts is not None and stream.time_base is not None:
                 times.append(float((frame.pts - start) * stream.time_base))  # like decord: from stream start
@@ -340,9 +343,10 @@ def _sequential(container: InputContainer, stream: VideoStream, wanted: list[int
 
 
 def _seeking(container: InputContainer, stream: VideoStream, wanted: list[int]) -> Iterator[tuple[int, VideoFrame]]:
-    """Seek to the keyframe before each far-away target; frame numbers come from ranking packet pts."""
+    """Seek to a target's keyframe whenever that skips frames (decoding restarts there, so no wanted frame needs
+    the skipped ones: the same pixels, fewer frames decoded); frame numbers come from ranking packet pts."""
     try:
-        pts = _packet_pts(container, stream)
+        pts, keys = _packet_index(container, stream)
     except av.FFmpegError as e:
         raise _NotSeekable(str(e)) from e
     rank = {p: i for i, p in enumerate(pts)}
@@ -353,7 +357,8 @@ def _seeking(container: InputContainer, stream: VideoStream, wanted: list[int]) 
     for target in wanted:
         if target >= len(pts):
             raise _OutOfRange(f"frame {target} >= frame count {len(pts)}")
-        if frames is None or target - position > _SEEK_GAP:
+        key = keys[bisect.bisect_right(keys, target) - 1] if keys and keys[0] <= target else 0
+        if frames is None or key > position + 1:
             container.seek(pts[target], stream=stream, backward=True)
             frames = container.decode(stream)
         for frame in frames:
