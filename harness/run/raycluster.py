@@ -167,3 +167,24 @@ def stop_ray() -> None:
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+def alive_nodes() -> set[str]:
+    import ray
+
+    return {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+
+
+# How long the end of a run waits for the cluster to confirm a node it suspects lost: Ray's GCS declares a node dead
+# after 5 missed health checks 3 s apart (gcs health_check_failure_threshold / period_ms defaults).
+NODE_VERDICT_S = 30.0
+
+
+def lost_nodes(start: set[str], suspects: set[str], wait_s: float = NODE_VERDICT_S) -> list[str]:
+    """The nodes alive at the start that are dead now, once every suspect is confirmed dead or `wait_s` passed."""
+    deadline = time.monotonic() + (wait_s if suspects else 0.0)
+    while True:
+        dead = start - alive_nodes()
+        if suspects <= dead or time.monotonic() >= deadline:
+            return sorted(dead)
+        time.sleep(0.5)

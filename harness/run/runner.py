@@ -29,6 +29,7 @@ from harness.data.tasks import TaskSpec
 from harness.model.specs import ModelSpec
 from harness.run.actors import Pool, Stage, ready_pool, release
 from harness.run.pipeline import decodes_in_model, failure
+from harness.run.raycluster import alive_nodes, lost_nodes, start_ray
 from harness.run.workers import DecodeInfo, DecodeWorker, ModelWorker
 
 
@@ -133,8 +134,6 @@ def join_cluster(config: RunnerConfig, decoders: int) -> dict[str, float]:
     GPU on it, so `eval` stops before any run directory or actor exists."""
     import ray
 
-    from harness.run.raycluster import start_ray
-
     start_ray(num_cpus=max(config.workers * config.threads_per_worker + decoders, 1), address=config.ray_address)
     resources = ray.cluster_resources()
     if config.on_gpus and int(resources.get("GPU", 0)) < 1:
@@ -148,27 +147,6 @@ def join_cluster(config: RunnerConfig, decoders: int) -> dict[str, float]:
 
 def _resource_line(resources: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()) if k in ("CPU", "GPU", "memory")) or "none"
-
-
-def alive_nodes() -> set[str]:
-    import ray
-
-    return {node["NodeID"] for node in ray.nodes() if node["Alive"]}
-
-
-# How long the end of a run waits for the cluster to confirm a node it suspects lost: Ray's GCS declares a node dead
-# after 5 missed health checks 3 s apart (gcs health_check_failure_threshold / period_ms defaults).
-NODE_VERDICT_S = 30.0
-
-
-def lost_nodes(start: set[str], suspects: set[str], wait_s: float = NODE_VERDICT_S) -> list[str]:
-    """The nodes alive at the start that are dead now, once every suspect is confirmed dead or `wait_s` passed."""
-    deadline = time.monotonic() + (wait_s if suspects else 0.0)
-    while True:
-        dead = start - alive_nodes()
-        if suspects <= dead or time.monotonic() >= deadline:
-            return sorted(dead)
-        time.sleep(0.5)
 
 
 class Runner:

@@ -1,7 +1,7 @@
 """Video decoding: probe a file's metadata and read exact frames by frame number.
 
-decord is the primary backend, PyAV the fallback for files decord cannot open (`backend="auto"`); either can be
-forced. Both return frames as displayed: a stream with a display rotation (phone clips) is turned by PyAV here and
+`backend="auto"` probes with decord (PyAV when decord cannot open the file) and reads frames with PyAV (decord
+when PyAV fails; decord first when a chunked read holds an open decord reader); either can be forced. Both return frames as displayed: a stream with a display rotation (phone clips) is turned by PyAV here and
 by decord itself, and both probe the display width and height. Every failure surfaces as `VideoError` with status
 "missing" or "decode_error" and a message free of the decoder's clock times and build paths, so a broken video
 becomes a reproducible per-sample result instead of a crashed worker. Both backends run single-threaded:
@@ -149,9 +149,11 @@ def read_frames(
 ) -> Frames:
     """Decode exactly the frames `indices` (frame numbers) as uint8 RGB [T, H, W, 3].
 
-    `size=(width, height)` makes the decoder scale down, which cuts memory for long videos. "auto" uses
-    decord and falls back to PyAV when decord fails on the file (not when an index is out of range).
-    `reader`: an open decord reader of `path` (`open_reader`) to reuse across calls reading a video in chunks.
+    `size=(width, height)` makes the decoder scale down, which cuts memory for long videos. "auto" reads with
+    PyAV and falls back to decord when PyAV fails on the file (not when an index is out of range); with an open
+    decord `reader` (`open_reader`, reused across calls reading a video in chunks) decord comes first.
+    PyAV first: its one-thread decode with a shared scaler takes ~0.5× decord's time for the same frames
+    (`make bench` P1: decord hands every frame between threads and rescales at ~8× PyAV's cost per frame).
     """
     check_backend(backend)
     _require_file(path)
@@ -159,26 +161,33 @@ def read_frames(
     if wanted and wanted[0] < 0:
         raise VideoError("decode_error", path, f"negative frame index {wanted[0]}")
     display = _display(path)
-    failures = ""
-    if backend in ("auto", "decord"):
+    order = (backend,) if backend != "auto" else ("decord", "pyav") if reader is not None else ("pyav", "decord")
+
+    def attempt(name: str) -> Frames:
         try:
-            # an open reader decodes at its own size: a scaled read opens one at the asked size
-            decoder = reader if reader is not None and size is None else _decord_reader(path, size, display)
-            pixels, times = _read_decord(decoder, wanted, size, display)
-            return _frames(indices, wanted, pixels, times, "decord")
+            if name == "pyav":
+                pixels, times = _read_pyav(path, wanted, size, display)
+            else:  # an open reader decodes at its own size: a scaled read opens one at the asked size
+                decoder = reader if reader is not None and size is None else _decord_reader(path, size, display)
+                pixels, times = _read_decord(decoder, wanted, size, display)
         except _OutOfRange as e:
             raise VideoError("decode_error", path, str(e)) from None
-        except Exception as e:  # DECORDError, RuntimeError... whatever the file provokes
-            if backend == "decord":
-                raise VideoError("decode_error", path, f"decord: {e}") from e
-            failures = f"decord: {e}; "
+        return _frames(indices, wanted, pixels, times, name)
+
+    failures = ""
+    for name in order[:-1]:
+        try:
+            return attempt(name)
+        except VideoError:
+            raise
+        except Exception as e:  # DECORDError, PyAV's many error types... whatever the file provokes
+            failures += f"{name}: {e}; "
     try:
-        pixels, times = _read_pyav(path, wanted, size, display)
-    except _OutOfRange as e:
-        raise VideoError("decode_error", path, str(e)) from None
+        return attempt(order[-1])
+    except VideoError:
+        raise
     except Exception as e:
-        raise VideoError("decode_error", path, f"{failures}pyav: {e}") from e
-    return _frames(indices, wanted, pixels, times, "pyav")
+        raise VideoError("decode_error", path, f"{failures}{order[-1]}: {e}") from e
 
 
 def _require_file(path: str) -> None:
@@ -280,6 +289,16 @@ def _probe_pyav(path: str) -> VideoMeta:
                      rotation=display.rotation, frame_times_s=times)
 
 
+def keyframe_positions(path: str) -> tuple[int, ...]:
+    """Frame numbers of the first video stream's keyframes (where decoding can restart), from its packets."""
+    _require_file(path)
+    try:
+        with av.open(path) as container:
+            return tuple(_packet_index(container, container.streams.video[0])[1])
+    except Exception as e:  # PyAV errors have many types
+        raise VideoError("decode_error", path, f"pyav: {e}") from e
+
+
 def _packet_index(container: InputContainer, stream: VideoStream) -> tuple[list[int], list[int]]:
     """Every packet's pts in presentation order, and the keyframes' positions in it (reads packets, decodes
     nothing)."""
@@ -291,10 +310,12 @@ def _packet_index(container: InputContainer, stream: VideoStream) -> tuple[list[
 
 def _read_pyav(path: str, wanted: list[int], size: tuple[int, int] | None,
                display: _Display | None) -> tuple[np.ndarray, list[float]]:
-    try:
-        return _collect_pyav(path, wanted, size, display, seek=True)
-    except _NotSeekable:
-        return _collect_pyav(path, wanted, size, display, seek=False)
+    if wanted != list(range(len(wanted))):  # a prefix of the video has nothing to skip: no index pass for it
+        try:
+            return _collect_pyav(path, wanted, size, display, seek=True)
+        except _NotSeekable:
+            pass
+    return _collect_pyav(path, wanted, size, display, seek=False)
 
 
 def _collect_pyav(
@@ -309,8 +330,8 @@ def _collect_pyav(
         start = stream.start_time or 0
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         found = _seeking(container, stream, wanted) if seek else _sequential(container, stream, wanted)
-        # One scaler for all frames, on this thread: `to_ndarray` builds a scaler per frame, with threads for every
-        # CPU (PyAV 18's default), ~10x the conversion time of the P1 bench's frames (harness/bench/speed.py).
+        # One scaler for all frames, on this thread: `to_ndarray` builds a scaler per frame with a thread per CPU
+        # (PyAV 18's default): 41 ms instead of 4 for the 120 frames of the P1 bench (harness/bench/speed.py).
         reformatter = VideoReformatter()
         pixels, times = [], []
         for index, frame in found:
@@ -344,7 +365,8 @@ def _sequential(container: InputContainer, stream: VideoStream, wanted: list[int
 
 def _seeking(container: InputContainer, stream: VideoStream, wanted: list[int]) -> Iterator[tuple[int, VideoFrame]]:
     """Seek to a target's keyframe whenever that skips frames (decoding restarts there, so no wanted frame needs
-    the skipped ones: the same pixels, fewer frames decoded); frame numbers come from ranking packet pts."""
+    the skipped ones: the same pixels, fewer frames decoded); frame numbers come from ranking packet pts. The
+    packet pass costs ~1/20 of decoding each frame (P1 bench video: 10 ms vs 190 ms for 3600 frames)."""
     try:
         pts, keys = _packet_index(container, stream)
     except av.FFmpegError as e:

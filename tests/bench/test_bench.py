@@ -3,7 +3,7 @@
 import json
 import shutil
 
-from harness.bench.speed import bench_p1, best_times
+from harness.bench.speed import bench_p1, best_times, frames_to_decode
 from harness.bench.vilamp_scale import main as bench_vilamp
 
 
@@ -13,12 +13,23 @@ def test_best_times_takes_each_contenders_fastest_run_in_turns():
     assert calls == ["a", "b"] * 3 and outputs == {"a": 1, "b": 2} and set(best) == {"a", "b"}
 
 
+def test_frames_to_decode_restarts_at_each_wanted_frames_keyframe():
+    # GOP 0-249: frames 0..240 (241); GOP 250-499: 250..270 (21); the tails after 240 and 270 are skipped
+    assert frames_to_decode((0, 250, 500), (0, 30, 240, 270)) == 262
+    assert frames_to_decode((0, 10), (5,)) == 6 and frames_to_decode((0, 10), (12, 13)) == 4
+    assert frames_to_decode((0,), ()) == 0
+
+
 def test_p1_reads_the_same_frames_as_opencv_and_ffmpeg():
     p1 = bench_p1(seconds=4, repeats=1)
     assert p1["video_frames"] == 120 and p1["frames_sampled"] == 4 and p1["opencv_frames"] == 4
     assert p1["harness_s"] > 0 and p1["ratio_vs_opencv"] > 0
+    # one keyframe (GOP 250 > 120 frames): frames 0..90 must be decoded for 0, 30, 60, 90; PyAV decodes all 120
+    assert p1["frames_to_decode"] == 91 and p1["pyav_decode_all_frames"] == 120
+    assert p1["pyav_vs_harness_max_abs_diff"] == 0
     if shutil.which("ffmpeg"):  # `make bench` installs it; a machine without it gets the reason instead
         assert p1["ffmpeg_frames"] == 4 and p1["ffmpeg_mean_abs_diff"] == 0.0
+        assert p1["ffmpeg_decode_all_s"] > 0 and p1["decode_all_vs_ffmpeg_1thread"] > 0
     else:
         assert p1["ffmpeg"].startswith("unavailable")
 
