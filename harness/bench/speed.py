@@ -1,8 +1,8 @@
 """`make bench`: the runner's speed, measured side by side in one run, written to results/bench/runner.json.
 
-P1  frame sampling at 1 fps from a 30 fps video: the harness's decode stage vs the `ffmpeg` command line
-    decoding the same frames vs a sequential OpenCV read keeping every int(fps)-th frame (ViLAMP's eval
-    scripts, `access_video_by_sec`); and the floors: every frame decoded, nothing converted or output, by the
+P1  frame sampling at 1 fps from a 30 fps video: the harness's decode stage (PyAV; decord for comparison) vs
+    the `ffmpeg` command line decoding the same frames vs a sequential OpenCV read keeping every int(fps)-th
+    frame (ViLAMP's eval scripts, `access_video_by_sec`); and the floors: every frame decoded, nothing converted or output, by the
     CLI and in-process (PyAV), and how many frames any exact decoder must decode (each wanted frame from its
     keyframe on, as in the P1 video every frame is a reference frame).
 P2  pipelining: end-to-end wall time vs max(decode busy time, model busy time), one decode worker and one
@@ -129,7 +129,7 @@ def bench_p1(seconds: int, repeats: int) -> dict[str, Any]:
     path = p1_video(seconds)
     spec = ModelSpec("bench", "P1", Component("fixed-cost"), Component("uniform", {"fps": 1.0, "max_frames": 10**6}))
     pipeline = Pipeline(spec, get_task("needle"))
-    with_pyav = Pipeline(spec, dataclasses.replace(get_task("needle"), video_backend="pyav"))
+    with_decord = Pipeline(spec, dataclasses.replace(get_task("needle"), video_backend="decord"))
     from harness.core.records import Sample
 
     sample = Sample(id="p1", task="bench", video=str(path), question="", options=(), answer=None)
@@ -138,7 +138,7 @@ def bench_p1(seconds: int, repeats: int) -> dict[str, Any]:
     frames = first.frames
     indices, (h, w) = frames.indices, frames.pixels.shape[1:3]
     contenders: dict[str, Callable[[], Any]] = {"harness": lambda: pipeline.decode(sample),
-                                                "harness_pyav": lambda: with_pyav.decode(sample),
+                                                "harness_decord": lambda: with_decord.decode(sample),
                                                 "pyav_decode_all": lambda: pyav_decode_all(path),
                                                 "opencv": lambda: opencv_1fps(path)}
     has_ffmpeg = shutil.which("ffmpeg") is not None
@@ -152,12 +152,12 @@ def bench_p1(seconds: int, repeats: int) -> dict[str, Any]:
                            "frames_sampled": len(indices), "harness_s": harness_s, "repeats": repeats,
                            "timing": "fastest of the repeats, contenders in turns"}
     out.update(frames_to_decode=frames_to_decode(keyframe_positions(str(path)), indices),
-               harness_pyav_s=best["harness_pyav"], pyav_decode_all_s=best["pyav_decode_all"],
+               harness_decord_s=best["harness_decord"], pyav_decode_all_s=best["pyav_decode_all"],
                pyav_decode_all_frames=outputs["pyav_decode_all"], opencv_s=best["opencv"],
                opencv_frames=len(outputs["opencv"]), ratio_vs_opencv=harness_s / best["opencv"])
-    pyav_frames = outputs["harness_pyav"].frames.pixels
-    out["pyav_vs_harness_max_abs_diff"] = int(np.abs(pyav_frames.astype(np.int16) - frames.pixels).max()) \
-        if pyav_frames.shape == frames.pixels.shape else None
+    decord_frames = outputs["harness_decord"].frames.pixels
+    out["decord_vs_harness_max_abs_diff"] = int(np.abs(decord_frames.astype(np.int16) - frames.pixels).max()) \
+        if decord_frames.shape == frames.pixels.shape else None
     if not has_ffmpeg:
         out["ffmpeg"] = "unavailable: `ffmpeg` is not on PATH (make bench installs it with apt-get)"
         return out
@@ -169,7 +169,7 @@ def bench_p1(seconds: int, repeats: int) -> dict[str, Any]:
                decode_all_vs_ffmpeg_1thread=best["ffmpeg_decode_all"] / ffmpeg_s,
                ratio_vs_ffmpeg_decode_all=harness_s / best["ffmpeg_decode_all"],
                pyav_decode_all_vs_ffmpeg_1thread=best["pyav_decode_all"] / ffmpeg_s,
-               harness_pyav_vs_ffmpeg_1thread=best["harness_pyav"] / ffmpeg_s)
+               harness_decord_vs_ffmpeg_1thread=best["harness_decord"] / ffmpeg_s)
     ff = outputs["ffmpeg_1thread"]
     out["ffmpeg_frames"] = len(ff)
     # Same frames? Mean absolute pixel difference (decoders may differ in colour conversion by a level or two).
@@ -261,7 +261,7 @@ def table(p1: dict[str, Any], runner: dict[str, Any]) -> list[dict[str, Any]]:
             p1.get("pyav_decode_all_vs_ffmpeg_1thread"), "info", None),
         row("P1", "frames an exact decoder must decode / frames in the video",
             p1["frames_to_decode"] / p1["video_frames"], "info", None),
-        row("P1", "harness decode with video_backend pyav / ffmpeg CLI", p1.get("harness_pyav_vs_ffmpeg_1thread"),
+        row("P1", "harness decode with video_backend decord / ffmpeg CLI", p1.get("harness_decord_vs_ffmpeg_1thread"),
             "info", None),
         row("P2", "wall / max(decode busy, model busy), pipelined", p2["ratio"], "≤ 1.15", p2["ratio"] <= 1.15),
         row("P2", "same, decoding inside the model actor", p2["sequential_ratio"], "info", None),

@@ -8,11 +8,18 @@ the cost model against measurements.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from harness.backbones import BACKBONES
+from harness.backbones.base import bind_arguments
+from harness.backbones.pretrained import PretrainedBackbone
 from harness.core.config import ConfigError
 from harness.model.specs import ModelSpec
+from harness.vilamp.model import SO400M as VILAMP_SIGLIP
+from harness.vilamp.model import ViLAMPBackbone, ViLAMPTinyBackbone, official_dir, tiny_vilamp_checkpoint
 
 
 @dataclass(frozen=True)
@@ -100,3 +107,89 @@ def architecture(spec: ModelSpec) -> Architecture:
         raise ConfigError(f"model {spec.name!r}: no full-size architecture for backbone {spec.backbone.name!r} "
                           f"(checkpoint {checkpoint!r}); the cost model knows {known}")
     return FULL_SIZE[checkpoint]
+
+
+# ---------------------------------------------------------------- a checkpoint's own config.json (the tiny ones)
+
+
+def read_architecture(directory: Path, name: str, tokens_per_frame: int | None) -> Architecture:
+    """The record of the checkpoint in `directory`, from its config.json alone (no weights): LLaVA-OV / LLaVA-Video,
+    Qwen2.5-VL, or ViLAMP's official layout (whose tiny tower shapes sit under `harness_*` keys); `tokens_per_frame`
+    as its backbone class counts them (`tokens_per_frame_for`)."""
+    cfg = json.loads((directory / "config.json").read_text())
+    kind = cfg.get("model_type")
+    if kind == "llava_onevision":
+        v, t = cfg["vision_config"], cfg["text_config"]
+        tower = _siglip(v, v["num_hidden_layers"])
+        return Architecture(name, str(directory), tower, (v["hidden_size"], t["hidden_size"], t["hidden_size"]),
+                            _llm(t), tokens_per_frame)
+    if kind == "qwen2_5_vl":
+        v, t = cfg["vision_config"], cfg["text_config"]
+        merge = v["spatial_merge_size"]
+        tower = Tower(hidden=v["hidden_size"], intermediate=v["intermediate_size"], layers=v["depth"],
+                      heads=v["num_heads"], patch=v["patch_size"], image_size=None, gated=True,
+                      temporal_patch=v["temporal_patch_size"], merge=merge, window=v["window_size"],
+                      full_layers=tuple(v["fullatt_block_indexes"]))
+        wide = v["hidden_size"] * merge * merge
+        return Architecture(name, str(directory), tower, (wide, wide, v["out_hidden_size"]), _llm(t), None)
+    if kind == "llava_qwen":  # ViLAMP: the stored SigLIP lacks its last layer (harness.vilamp.model._vision_config)
+        v = {**VILAMP_SIGLIP, **cfg.get("harness_vision_config", {})}
+        clip = cfg.get("harness_clip_config", {}).get("vision_config")
+        return Architecture(name, str(directory), _siglip(v, v["num_hidden_layers"] - 1),
+                            (int(cfg.get("mm_hidden_size", v["hidden_size"])), cfg["hidden_size"], cfg["hidden_size"]),
+                            _llm({**cfg, "max_position_embeddings": cfg.get("tokenizer_model_max_length", 32768)}),
+                            tokens_per_frame, encoder=CLIP_B32 if clip is None else _clip(clip))
+    raise ConfigError(f"{directory}/config.json: model_type {kind!r} is not one the cost model reads "
+                      "(llava_onevision, qwen2_5_vl, llava_qwen)")
+
+
+def read_clip(directory: Path) -> Tower:
+    """A CLIP checkpoint's image tower (a selector's encoder, e.g. tiny-clip), from its config.json."""
+    return _clip(json.loads((directory / "config.json").read_text())["vision_config"])
+
+
+def _siglip(v: dict[str, Any], layers: int) -> Tower:
+    return Tower(hidden=v["hidden_size"], intermediate=v["intermediate_size"], layers=layers,
+                 heads=v["num_attention_heads"], patch=v["patch_size"], image_size=v["image_size"])
+
+
+def _clip(v: dict[str, Any]) -> Tower:
+    return Tower(hidden=v["hidden_size"], intermediate=v["intermediate_size"], layers=v["num_hidden_layers"],
+                 heads=v["num_attention_heads"], patch=v["patch_size"], image_size=v["image_size"], cls_token=True)
+
+
+def _llm(t: dict[str, Any]) -> Llm:
+    return Llm(hidden=t["hidden_size"], intermediate=t["intermediate_size"], layers=t["num_hidden_layers"],
+               heads=t["num_attention_heads"], kv_heads=t["num_key_value_heads"], vocab=t["vocab_size"],
+               context_window=t["max_position_embeddings"])
+
+
+def architecture_of(spec: ModelSpec) -> Architecture:
+    """`architecture(spec)` for a published checkpoint; otherwise the config.json of the checkpoint the spec's backbone
+    loads from disk (a tiny one is built on first use): what lets the tiny specs calibrate the cost model."""
+    try:
+        return architecture(spec)
+    except ConfigError:
+        directory = local_checkpoint(spec)
+        if directory is None:
+            raise
+    backbone = BACKBONES.get(spec.backbone.name)
+    return read_architecture(directory, spec.backbone.name, backbone.tokens_per_frame_for(**spec.backbone.args))
+
+
+def local_checkpoint(spec: ModelSpec) -> Path | None:
+    """The directory the spec's backbone loads from, when it is one on disk (a tiny checkpoint or a local path)."""
+    cls = BACKBONES.get(spec.backbone.name)
+    if issubclass(cls, ViLAMPTinyBackbone):
+        return tiny_vilamp_checkpoint(bind_arguments(spec.backbone.name, cls.load, spec.backbone.args)["seed"])
+    if issubclass(cls, ViLAMPBackbone):
+        directory = official_dir(spec.backbone.args.get("checkpoint"))
+        return directory if (directory / "config.json").is_file() else None
+    if issubclass(cls, PretrainedBackbone):
+        args = bind_arguments(spec.backbone.name, cls.load, spec.backbone.args)
+        seed = cls._tiny_seed(args["checkpoint"], args["tiny_seed"])  # the class's own rule for which one it loads
+        if seed is not None:
+            return cls.tiny_checkpoint(seed)
+        path = Path(args["checkpoint"]).expanduser()
+        return path if (path / "config.json").is_file() else None
+    return None
