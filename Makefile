@@ -76,9 +76,10 @@ test: $(STAMP) $(LMMS_STAMP)
 	$(PY) -m pytest -q
 
 # P1 compares against the ffmpeg command line (a Debian package); install it when missing.
-bench: $(STAMP)
+bench: $(STAMP) $(LMMS_STAMP)
 	command -v ffmpeg >/dev/null || (apt-get update -qq && apt-get install -y -qq ffmpeg) || echo "no ffmpeg: P1 reports it unavailable"
 	$(PY) -m harness.bench.speed
+	$(PY) -m harness.bench.lmms_speed  # P7: ours vs lmms-eval, results/bench/lmms_speed.json
 	$(PY) -m harness.bench.vilamp_scale  # results/bench/vilamp_scale.json
 
 # The committed comparison (results/needle-comparison/): every canary spec on all 720 needle_exam questions, then
