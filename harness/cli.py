@@ -1,4 +1,4 @@
-"""Command line: `python -m harness {eval,sweep,score,rescore,compare,tasks,models,prepare,verify}`.
+"""Command line: `python -m harness {eval,sweep,score,rescore,compare,tasks,models,cost,prepare,verify}`.
 
 Only this module maps errors to exit codes.
 """
@@ -105,6 +105,13 @@ def parser() -> argparse.ArgumentParser:
                     help="this node's address (default 127.0.0.2: loopback, which Ray does not rewrite as it does 127.0.0.1)")
     sub.add_parser("tasks", help="list the task YAMLs")
     sub.add_parser("models", help="list the model specs")
+    co = sub.add_parser("cost", help="will it fit? visual tokens, FLOPs, peak memory and prefill time of model specs "
+                                     "at N frames on a GPU, from their full-size configs (no weights)")
+    co.add_argument("--model", required=True, help="model specs, comma-separated (see `harness models`)")
+    co.add_argument("--frames", required=True, help="frame counts, comma-separated, e.g. 1000,10000")
+    co.add_argument("--gpu", default="a100-80gb", help="a100-40gb, a100-80gb, h100-80gb, … (default a100-80gb)")
+    co.add_argument("--decode", default=None, metavar="HxW", help="decoded frame size (default: a 360x640 stream)")
+    co.add_argument("--json", action="store_true", help="print a JSON list of rows")
     pr = sub.add_parser("prepare", help="download and unpack a benchmark from the Hugging Face hub")
     pr.add_argument("--task", required=True)
     pr.add_argument("--data-root", default=None, help="where to put it (default: the task's)")
@@ -216,6 +223,46 @@ def cmd_models() -> int:
     return 0
 
 
+def cmd_cost(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.cost.estimate import estimate
+    from harness.cost.gpus import MFU, gpu
+    from harness.cost.workload import DEFAULT_DECODE
+    from harness.model.specs import MODELS
+    from harness.results.summary import markdown_table
+
+    card = gpu(args.gpu)  # an unknown card fails before any spec is read
+    frames = _counts(args.frames, "--frames")
+    decode = tuple(_counts(args.decode.lower().replace("x", ","), "--decode")) if args.decode else DEFAULT_DECODE
+    if len(decode) != 2:
+        raise ConfigError(f"--decode {args.decode!r}: expected HEIGHTxWIDTH, e.g. 360x640")
+    specs = [MODELS.get(name.strip()) for name in args.model.split(",")]
+    costs = [estimate(spec, n, card.name, decode) for spec in specs for n in frames]  # type: ignore[arg-type]
+    if args.json:
+        print(json.dumps([c.row() for c in costs], indent=1))
+        return 0
+    print(markdown_table([c.table_row() for c in costs]))
+    print(f"\n{card.name}: {card.memory_gb:g} GB; TFLOPs as torch.utils.flop_counter counts them; memory in GB (GiB) "
+          "at the peak (frames: host buffers, not on the card); est. prefill s = (vision + projector + prefill FLOPs) "
+          f"/ ({card.bf16_tflops:g} TFLOPS dense BF16 × {MFU} assumed MFU); frames decoded at {decode[0]}×{decode[1]}.")
+    for spec in specs:
+        mine = [c for c in costs if c.model == spec.name]
+        print(f"{spec.name}: {mine[0].reading}; peak at " + ", ".join(f"{c.frames:,}: {c.peak_stage}" for c in mine)
+              + "".join(f"; {note}" for note in mine[0].notes))
+    return 0
+
+
+def _counts(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated whole numbers, e.g. 1000,10000") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"{flag} {text!r}: expected whole numbers >= 1")
+    return values
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from harness.evaluate import EvalRequest, evaluate, resolve, resolve_all, run_suite, suite_name
     from harness.results.summary import render_markdown
@@ -284,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tasks()
         if args.command == "models":
             return cmd_models()
+        if args.command == "cost":
+            return cmd_cost(args)
         if args.command == "compare":
             return cmd_compare(args)
         if args.command == "prepare":

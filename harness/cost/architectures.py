@@ -15,8 +15,10 @@ from typing import Any
 
 from harness.backbones import BACKBONES
 from harness.backbones.base import bind_arguments
+from harness.backbones.canary import CANARY_CHECKPOINT, CanaryBackbone
 from harness.backbones.pretrained import PretrainedBackbone
 from harness.core.config import ConfigError
+from harness.methods.encoders import CANARY_CLIP, build_tiny_clip
 from harness.model.specs import ModelSpec
 from harness.vilamp.model import SO400M as VILAMP_SIGLIP
 from harness.vilamp.model import ViLAMPBackbone, ViLAMPTinyBackbone, official_dir, tiny_vilamp_checkpoint
@@ -164,6 +166,18 @@ def _llm(t: dict[str, Any]) -> Llm:
                context_window=t["max_position_embeddings"])
 
 
+def encoder_tower(name: str) -> Tower:
+    """The image tower of a selector's encoder by its ENCODERS name: CLIP ViT-B/32's shipped numbers, the tiny CLIP's
+    own config (built in memory: it is tiny), the canary CLIP's shipped config.json."""
+    if name in ENCODERS:
+        return ENCODERS[name]
+    if name == "tiny-clip":
+        return _clip(build_tiny_clip()[0].config.vision_config.to_dict())
+    if name == "canary-clip":
+        return read_clip(CANARY_CLIP)
+    raise ConfigError(f"encoder {name!r}: the cost model knows {', '.join([*ENCODERS, 'tiny-clip', 'canary-clip'])}")
+
+
 def architecture_of(spec: ModelSpec) -> Architecture:
     """`architecture(spec)` for a published checkpoint; otherwise the config.json of the checkpoint the spec's backbone
     loads from disk (a tiny one is built on first use): what lets the tiny specs calibrate the cost model."""
@@ -187,6 +201,9 @@ def local_checkpoint(spec: ModelSpec) -> Path | None:
         return directory if (directory / "config.json").is_file() else None
     if issubclass(cls, PretrainedBackbone):
         args = bind_arguments(spec.backbone.name, cls.load, spec.backbone.args)
+        if issubclass(cls, CanaryBackbone):  # the trained canary shipped in the repo unless told another
+            path = Path(args["checkpoint"] or CANARY_CHECKPOINT).expanduser()
+            return path if (path / "config.json").is_file() else None
         seed = cls._tiny_seed(args["checkpoint"], args["tiny_seed"])  # the class's own rule for which one it loads
         if seed is not None:
             return cls.tiny_checkpoint(seed)
