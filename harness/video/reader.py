@@ -164,28 +164,25 @@ def read_frames(
     order = (backend,) if backend != "auto" else ("decord", "pyav") if reader is not None else ("pyav", "decord")
 
     def attempt(name: str) -> Frames:
-        try:
-            if name == "pyav":
-                pixels, times = _read_pyav(path, wanted, size, display)
-            else:  # an open reader decodes at its own size: a scaled read opens one at the asked size
-                decoder = reader if reader is not None and size is None else _decord_reader(path, size, display)
-                pixels, times = _read_decord(decoder, wanted, size, display)
-        except _OutOfRange as e:
-            raise VideoError("decode_error", path, str(e)) from None
+        if name == "pyav":
+            pixels, times = _read_pyav(path, wanted, size, display)
+        else:  # an open reader decodes at its own size: a scaled read opens one at the asked size
+            decoder = reader if reader is not None and size is None else _decord_reader(path, size, display)
+            pixels, times = _read_decord(decoder, wanted, size, display)
         return _frames(indices, wanted, pixels, times, name)
 
+    # An index past the end is final only from the last decoder: PyAV may decode fewer frames than decord counts
+    # (an edit list that discards packets of a trimmed clip), and `probe` counts with decord.
     failures = ""
     for name in order[:-1]:
         try:
             return attempt(name)
-        except VideoError:
-            raise
-        except Exception as e:  # DECORDError, PyAV's many error types... whatever the file provokes
+        except Exception as e:  # DECORDError, PyAV's many error types, _OutOfRange... whatever the file provokes
             failures += f"{name}: {e}; "
     try:
         return attempt(order[-1])
-    except VideoError:
-        raise
+    except _OutOfRange as e:
+        raise VideoError("decode_error", path, str(e)) from None
     except Exception as e:
         raise VideoError("decode_error", path, f"{failures}{order[-1]}: {e}") from e
 

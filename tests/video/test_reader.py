@@ -121,6 +121,23 @@ def test_corrupt_file_is_a_decode_error(write_test_video, tmp_path, corruption, 
     assert error.value.status == "decode_error"
 
 
+def test_auto_reads_with_decord_where_pyav_decodes_fewer_frames_than_probed(write_test_video, monkeypatch):
+    # A clip trimmed with `ffmpeg -ss … -c copy` carries an edit list: PyAV drops the discarded packets and decodes
+    # fewer frames than decord (which `probe` asks) counts, so its "past the last frame" must not end an auto read.
+    import harness.video.reader as reader
+
+    video = write_test_video(num_frames=20)
+
+    def fewer(path, wanted, size, display):
+        raise reader._OutOfRange(f"frame {wanted[-1]} is past the last decodable frame")
+
+    monkeypatch.setattr(reader, "_read_pyav", fewer)
+    frames = read_frames(str(video.path), [0, 19])
+    assert frames.backend == "decord" and len(frames) == 2
+    with pytest.raises(VideoError, match="past the last decodable frame"):
+        read_frames(str(video.path), [0, 19], backend="pyav")  # forced: the out-of-range is final
+
+
 @pytest.mark.parametrize("backend", ["auto", "decord", "pyav"])
 @pytest.mark.parametrize("indices", [[0, 20], [20], [5, 1000], [-1, 3]])
 def test_out_of_range_index_is_a_decode_error(write_test_video, backend, indices):
