@@ -20,6 +20,7 @@ from harness.backbones.pretrained import PretrainedBackbone
 from harness.core.config import ConfigError
 from harness.methods.encoders import CANARY_CLIP, build_tiny_clip
 from harness.model.specs import ModelSpec
+from harness.vilamp.model import HF_REPO as VILAMP_REPO
 from harness.vilamp.model import SO400M as VILAMP_SIGLIP
 from harness.vilamp.model import ViLAMPBackbone, ViLAMPTinyBackbone, official_dir, tiny_vilamp_checkpoint
 
@@ -92,7 +93,7 @@ QWEN25VL_7B = Architecture(
 # orange-sk/ViLAMP-llava-qwen_sig (notes/vilamp.md §3): SigLIP so400m without its last layer, mlp2x_gelu, Qwen2-7B,
 # a CLIP ViT-B/32 for DKS inside the model; 196 tokens per keyframe, 1 per merged frame.
 VILAMP_7B = Architecture(
-    "vilamp-7b", "orange-sk/ViLAMP-llava-qwen_sig", SO400M, (1152, 3584, 3584), QWEN2_7B, tokens_per_frame=196,
+    "vilamp-7b", VILAMP_REPO, SO400M, (1152, 3584, 3584), QWEN2_7B, tokens_per_frame=196,
     encoder=CLIP_B32)
 
 FULL_SIZE = {a.checkpoint: a for a in (LLAVA_OV_7B, LLAVA_VIDEO_7B, QWEN25VL_7B, VILAMP_7B)}
@@ -102,8 +103,7 @@ ENCODERS = {"clip-vit-b32": CLIP_B32}  # selector encoders by their registry nam
 def architecture(spec: ModelSpec) -> Architecture:
     """The full-size architecture `spec`'s backbone loads; a ConfigError naming the spec when none is shipped."""
     args: dict[str, Any] = spec.backbone.args
-    checkpoint = args.get("checkpoint") or ("orange-sk/ViLAMP-llava-qwen_sig" if spec.backbone.name == "vilamp"
-                                            else None)
+    checkpoint = args.get("checkpoint") or (VILAMP_REPO if spec.backbone.name == "vilamp" else None)
     if checkpoint not in FULL_SIZE:
         known = ", ".join(sorted(FULL_SIZE))
         raise ConfigError(f"model {spec.name!r}: no full-size architecture for backbone {spec.backbone.name!r} "
