@@ -43,10 +43,17 @@ LMMS_STAMP := $(LMMS_VENV)/.installed
 VLLM_VENV  := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-$(LMMS_STAMP): requirements/lmms.txt pyproject.toml
+# Its third-party half builds alongside .venv (`make -j2`, as `make test` does: each venv is minutes of
+# downloading and unpacking torch); the editable install of this package waits for .venv's, since both write
+# the same egg-info in this directory.
+LMMS_DEPS := $(LMMS_VENV)/.deps-installed
+$(LMMS_DEPS): requirements/lmms.txt
 	test -x $(LMMS_VENV)/bin/python || $(PYTHON) -m venv $(LMMS_VENV)
 	$(LMMS_VENV)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(LMMS_VENV)/bin/python -m pip install --quiet -r requirements/lmms.txt
+	touch $(LMMS_DEPS)
+
+$(LMMS_STAMP): $(LMMS_DEPS) $(STAMP) pyproject.toml
 	$(LMMS_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $(LMMS_STAMP)
 
@@ -72,8 +79,9 @@ vllm-smoke: $(STAMP) $(VLLM_STAMP)
 	$(PY) -m harness.bench.vllm_smoke prepare $(VLLM_SMOKE)
 	$(VLLM_VENV)/bin/python -m harness.bench.vllm_smoke run $(VLLM_SMOKE)
 
-test: $(STAMP) $(LMMS_STAMP)
-	$(PY) -m pytest -q
+test:
+	$(MAKE) --no-print-directory -j2 $(STAMP) $(LMMS_STAMP)
+	$(PY) -m pytest -q --durations=15
 
 # P1 compares against the ffmpeg command line (a Debian package); install it when missing.
 bench: $(STAMP) $(LMMS_STAMP)

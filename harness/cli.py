@@ -170,7 +170,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from harness.run.runner import RunnerConfig
+    from harness.run.config import RunnerConfig
     from harness.sweep import inline_sweep, load_sweep, run_sweep
 
     if (args.file is None) == (args.task is None or args.model is None):
@@ -266,8 +266,8 @@ def _counts(text: str, flag: str) -> list[int]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from harness.evaluate import EvalRequest, evaluate, resolve, resolve_all, run_suite, suite_name
     from harness.results.summary import render_markdown
+    from harness.run.config import RunnerConfig
     from harness.run.interrupt import stop_on_signals
-    from harness.run.runner import RunnerConfig
     request = EvalRequest(
         task=args.task, model=args.model, limit=args.limit, prompt=args.prompt, extractor=args.extractor,
         video_backend=args.video_backend, overrides=tuple(args.overrides),

@@ -25,9 +25,10 @@ from harness.model.specs import MODELS, ModelSpec
 from harness.results.lmms_layout import write_lmms_layout
 from harness.results.suite import SUITE_FILE, write_suite_table
 from harness.results.summary import RunSummary, build_summary, provenance, write_summary
+from harness.run.config import RunnerConfig
 from harness.run.interrupt import interrupted_in
 from harness.run.journal import Journal, finished
-from harness.run.runner import Runner, RunnerConfig, decoder_count, join_cluster
+from harness.run.runner import Runner, decoder_count, join_cluster
 from harness.scoring.extract import extractor_name
 from harness.scoring.metrics import submission
 

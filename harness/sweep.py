@@ -38,7 +38,7 @@ from harness.core.paths import results_dir
 from harness.data.tasks import task_names
 from harness.evaluate import EvalRequest, ResolvedRun, config_hash, evaluate, resolve
 from harness.results.compare import compare
-from harness.run.runner import RunnerConfig
+from harness.run.config import RunnerConfig
 
 SWEEP_FILE = "sweep.json"
 

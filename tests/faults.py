@@ -1,5 +1,6 @@
-"""Fault injection for the runner tests: a model actor that dies on a chosen sample, as a segfault or an OOM
-kill would; and a spec slow enough that a run can be stopped midway.
+"""Fault injection for the runner tests: a model or decode actor that dies on a chosen sample, as a segfault or an
+OOM kill would; a model actor whose replacement dies while loading; and a spec slow enough that a run can be
+stopped midway.
 
 This module is imported from tests/ on pytest's path, which Ray workers do not have, so its classes travel to
 the workers by value (cloudpickle) instead of by module name.
@@ -16,7 +17,7 @@ from ray import cloudpickle
 
 from harness.core.records import Sample, SampleResult
 from harness.run.pipeline import Decoded
-from harness.run.workers import DecodeInfo, ModelWorker
+from harness.run.workers import DecodeInfo, DecodeWorker, ModelWorker
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -35,9 +36,10 @@ class CrashingWorker(ModelWorker):
         self._maybe_die(sample)
         return super().run(sample)
 
-    def infer(self, sample: Sample, decoded: Decoded, info: DecodeInfo) -> SampleResult:  # pipelined
-        self._maybe_die(sample)
-        return super().infer(sample, decoded, info)
+    def infer(self, decoded: Decoded | None, info: DecodeInfo | SampleResult) -> SampleResult:  # pipelined
+        if isinstance(info, DecodeInfo):
+            self._maybe_die(info.sample)
+        return super().infer(decoded, info)
 
     def _maybe_die(self, sample: Sample) -> None:
         if sample.id != self.victim:
@@ -51,6 +53,42 @@ class CrashingWorker(ModelWorker):
 def crashing(victim: str, crashes: int, tally: Path) -> type[ModelWorker]:
     """A model actor class dying on `victim`'s first `crashes` attempts (attempts counted in the file `tally`)."""
     return type("CrashingWorker", (CrashingWorker,), {"victim": victim, "crashes": crashes, "tally": tally})
+
+
+class CrashingDecoder(DecodeWorker):
+    """A decode actor calling os._exit(1) on `victim`'s first attempt (counted in the file `tally`)."""
+
+    victim: ClassVar[str]
+    tally: ClassVar[Path]
+
+    def decode(self, sample: Sample) -> tuple[DecodeInfo | SampleResult, Decoded | None]:
+        if sample.id == self.victim:
+            with self.tally.open("a") as f:
+                f.write("attempt\n")
+            if len(self.tally.read_text().splitlines()) == 1:
+                os._exit(1)
+        return super().decode(sample)
+
+
+def crashing_decoder(victim: str, tally: Path) -> type[DecodeWorker]:
+    return type("CrashingDecoder", (CrashingDecoder,), {"victim": victim, "tally": tally})
+
+
+class FragileReplacement(CrashingWorker):
+    """Dies on `victim` once; the actor started in its place dies loading (as on a node that is going down), and
+    the one after that runs. Actors starting are counted in `tally` + ".actors"."""
+
+    def ready(self) -> tuple[str, str]:
+        actors = self.tally.with_suffix(".actors")
+        with actors.open("a") as f:
+            f.write("actor\n")
+        if len(actors.read_text().splitlines()) == 2:  # the first replacement
+            os._exit(1)
+        return super().ready()
+
+
+def fragile_replacement(victim: str, tally: Path) -> type[ModelWorker]:
+    return type("FragileReplacement", (FragileReplacement,), {"victim": victim, "crashes": 1, "tally": tally})
 
 
 # A model step of 0.5 s: after the first journal line a run has seconds to go, against a 20 ms poll.

@@ -37,9 +37,10 @@ from harness.data.samples import load_samples
 from harness.data.tasks import get_task
 from harness.model.specs import Component, ModelSpec
 from harness.results.summary import build_summary, markdown_table, provenance
+from harness.run.config import RunnerConfig, RunStats
 from harness.run.journal import Journal
 from harness.run.pipeline import Decoded, Pipeline
-from harness.run.runner import Runner, RunnerConfig, RunStats
+from harness.run.runner import Runner
 from harness.video.reader import keyframe_positions
 
 TARGETS = {"P1": 0.75, "P2": 1.05, "P3_speedup": 1.8, "P3_makespan": 1.1, "P4_ms": 2.0}

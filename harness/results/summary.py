@@ -26,7 +26,7 @@ from harness.scoring.metrics import summarize, task_metrics
 
 if TYPE_CHECKING:
     from harness.data.tasks import MetricSpec
-    from harness.run.runner import RunStats
+    from harness.run.config import RunStats
 
 PACKAGES = ("torch", "torchvision", "transformers", "datasets", "decord", "av", "ray", "wandb", "numpy")
 

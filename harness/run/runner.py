@@ -3,9 +3,11 @@
 Decoding and frame selection run in decode actors; the decoded frames wait in Ray's object store until a
 model actor (one per GPU; `workers` of them on the CPU) is free, so the model never waits on a video it
 could have had decoded already; each model actor holds `model_queue` calls (the next one waits on the actor
-while one runs: no driver round trip between them). At most `max_in_flight` samples are decoded or being decoded at once, which keeps
-memory flat whatever the dataset size. Selectors that stream their own frames (see
-`harness.run.pipeline.decodes_in_model`) are decoded inside the model actor instead.
+while one runs: no driver round trip between them). The driver never reads a decode result: it hands both of its
+refs to the model call, and learns of a failed decode (or a dead decode actor) from that call. At most
+`max_in_flight` samples are decoded or being decoded at once, which keeps memory flat whatever the dataset size.
+Selectors that stream their own frames (see `harness.run.pipeline.decodes_in_model`) are decoded inside the
+model actor instead.
 
 Only the driver writes the journal. A worker that dies has its sample re-queued (bounded retries) and is
 replaced; a sample that exhausts its retries, is killed for memory, or exceeds `sample_timeout_s` in one
@@ -19,7 +21,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from harness.core.config import ConfigError
@@ -28,72 +30,14 @@ from harness.core.status import Status, failure_status, first_line
 from harness.data.tasks import TaskSpec
 from harness.model.specs import ModelSpec
 from harness.run.actors import Pool, Stage, ready_pool, release
+from harness.run.config import RunnerConfig, RunStats
 from harness.run.pipeline import decodes_in_model, failure
 from harness.run.raycluster import alive_nodes, lost_nodes, start_ray
-from harness.run.workers import DecodeInfo, DecodeWorker, ModelWorker
+from harness.run.workers import DecodeWorker, ModelWorker
 
-
-@dataclass(frozen=True)
-class RunnerConfig:
-    workers: int = 2  # model actors on the CPU; with GPU placement, one per GPU of the cluster
-    threads_per_worker: int = 1  # torch threads per actor; fixed so results do not depend on `workers`
-    max_retries: int = 2  # re-runs of a sample whose worker died
-    device: str = "cpu"
-    ray_address: str | None = None
-    decode_workers: int | None = None  # CPU decode actors (default: one per model actor)
-    max_in_flight: int | None = None  # samples decoded or decoding at once (default: model_queue + 1 per model actor)
-    # Calls held by each model actor at once: with 2, the next sample waits on the actor while one runs, so the
-    # hand-over (the driver seeing the result, submitting, the actor fetching the frames) hides behind a sample.
-    model_queue: int = 2
-    sample_timeout_s: float | None = None  # per stage (decode, model); None: no limit
-    decode_in_model: bool = False  # decode inside the model actor even when the selector does not need it
-    # "gpu": one model actor per GPU of the cluster (num_gpus=1: Ray gives each its CUDA_VISIBLE_DEVICES); "auto":
-    # gpu when `device` is cuda. GPU placement with device cpu schedules as on GPUs but computes on the CPU
-    # (multi-node tests on a machine without one).
-    placement: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.placement not in ("auto", "cpu", "gpu"):
-            raise ConfigError(f"--placement must be auto, cpu or gpu, got {self.placement!r}")
-        if self.device.startswith("cuda") and self.placement == "cpu":
-            raise ConfigError("--device cuda needs GPU placement: drop --placement cpu")
-        if self.model_queue < 1:
-            raise ConfigError(f"model_queue must be >= 1, got {self.model_queue}")
-
-    @property
-    def on_gpus(self) -> bool:
-        return self.placement == "gpu" or (self.placement == "auto" and self.device.startswith("cuda"))
-
-
-@dataclass
-class RunStats:
-    """Where the time went, for `make bench` and the run summary."""
-
-    samples: int = 0
-    startup_s: float = 0.0  # cluster start + actors loading their model
-    makespan_s: float = 0.0  # first sample handed out → last result in
-    driver_s: float = 0.0  # driver time outside ray.wait: queueing, bookkeeping, the on_result callback
-    decode_busy_s: float = 0.0  # sum of decode-stage time over samples
-    model_busy_s: float = 0.0  # sum of model-stage time over samples
-    longest_sample_s: float = 0.0
-    retries: int = 0
-    replaced_workers: int = 0
-    peak_in_flight: int = 0  # most samples decoded or decoding at once (bounded by max_in_flight)
-    model_actors: int = 0
-    decode_actors: int = 0
-    nodes: int = 0  # alive when the run started
-    lost_nodes: list[str] = field(default_factory=list)  # ids of nodes that died during the run
-    statuses: dict[str, int] = field(default_factory=dict)
-
-    def count(self, result: SampleResult) -> None:
-        """Add one finished sample."""
-        self.samples += 1
-        self.statuses[result.status] = self.statuses.get(result.status, 0) + 1
-        t = result.timings_s
-        decode = t.get("decode_total", t.get("video_decode", 0.0) + t.get("select", 0.0))
-        self.decode_busy_s += decode
-        self.model_busy_s += t.get("infer_total", max(t.get("total", 0.0) - decode, 0.0))
-        self.longest_sample_s = max(self.longest_sample_s, t.get("total", 0.0))
+RESTARTS = 3  # replacements in a row that may die loading (their node dying too) before the run gives up
+# How Ray 2.60 words a call whose argument's producing call failed (it re-raises that failure as the call's own).
+ARGUMENTS_FAILED = "input arguments for this task could not be computed"
 
 
 def longest_first(samples: Sequence[Sample]) -> list[Sample]:
@@ -121,7 +65,7 @@ class _Call:
     started: float | None  # when this stage started (the timeout's clock); None while queued behind another call
     seq: int = 0  # submission order of stage calls: an actor runs its calls in this order
     frames: Any = None  # ObjectRef of the Decoded frames, from the decode stage to the model stage
-    info: DecodeInfo | None = None
+    info: Any = None  # ObjectRef of the DecodeInfo (or the decode's failure SampleResult), read by the model actor
 
 
 def decoder_count(config: RunnerConfig, spec: ModelSpec) -> int:
@@ -154,23 +98,24 @@ class Runner:
 
     >>> stats = Runner(samples, spec, task, None, RunnerConfig(workers=2), journal.append).run()
 
-    `tasks`: one task or a suite's (one queue; each sample runs through its own task's pipeline). `model_worker`:
-    the model actor's class (a ModelWorker; tests pass one that dies on a chosen sample).
+    `tasks`: one task or a suite's (one queue; each sample runs through its own task's pipeline). `model_worker`,
+    `decode_worker`: the actors' classes (tests pass ones that die on a chosen sample).
     """
 
     def __init__(self, samples: Sequence[Sample], spec: ModelSpec, tasks: TaskSpec | Sequence[TaskSpec],
                  prompt: str | None, config: RunnerConfig, on_result: Callable[[SampleResult], None],
-                 model_worker: type[ModelWorker] = ModelWorker) -> None:
+                 model_worker: type[ModelWorker] = ModelWorker, decode_worker: type[DecodeWorker] = DecodeWorker
+                 ) -> None:
         self.spec, self.prompt, self.config, self.tasks = spec, prompt, config, tuple(
             (tasks,) if isinstance(tasks, TaskSpec) else tasks)
-        self.on_result, self.model_worker = on_result, model_worker
+        self.on_result, self.model_worker, self.decode_worker = on_result, model_worker, decode_worker
         self.in_model = config.decode_in_model or decodes_in_model(spec)
         self.stats = RunStats()
         self.pending: deque[_Queued] = deque(_Queued(s, 1, None) for s in longest_first(samples))
         self.ready: deque[_Call] = deque()  # decoded, waiting for a model actor
         self.calls: dict[Any, _Call] = {}  # ObjectRef → stage call in flight
         self.seq = itertools.count()
-        self.starting: dict[Any, tuple[Pool, int]] = {}  # ObjectRef of ready() → a replacement actor loading
+        self.starting: dict[Any, tuple[Pool, int, int]] = {}  # ready() ref → (pool, slot, tries) of a replacement
         self.live = 0  # samples decoding, decoded or in the model stage: at most max_in_flight
         self.max_in_flight = 0  # set with the actors
         self.pools: dict[Stage, Pool] = {}  # started by run()
@@ -208,7 +153,7 @@ class Runner:
         that reuses the pool: such a pool is released whole, to be started afresh on the cluster as it is now."""
         import ray
 
-        for pool in {id(p): p for p, _ in self.starting.values()}.values():
+        for pool in {id(p): p for p, _, _ in self.starting.values()}.values():
             for actor in pool.actors:
                 ray.kill(actor)
             pool.clear()
@@ -237,11 +182,11 @@ class Runner:
         self.max_in_flight = max(config.max_in_flight or (config.model_queue + 1) * models, models)
 
         model_cls = ray.remote(max_restarts=0, **model_opts)(self.model_worker)
-        decode_cls = ray.remote(max_restarts=0, num_cpus=decode_cpus)(DecodeWorker)
+        decode_cls = ray.remote(max_restarts=0, num_cpus=decode_cpus)(self.decode_worker)
         args = (self.spec, self.tasks, self.prompt)
         session = ray.get_runtime_context().get_job_id()  # handles die with the cluster they belong to
         model_key = (session, self.model_worker, *args, config.threads_per_worker, config.device, repr(model_opts))
-        decode_key = (session, *args, decode_cpus)
+        decode_key = (session, self.decode_worker, *args, decode_cpus)
         release("model", model_key, models)
         release("decode", decode_key, decoders)
         self.pools = {
@@ -261,7 +206,7 @@ class Runner:
             call.stage, call.slot = "model", models.idle.popleft()
             call.actor, call.started = models.actors[call.slot], self._start_time(models.actors[call.slot], now)
             call.seq = next(self.seq)
-            self.calls[call.actor.infer.remote(call.sample, call.frames, call.info)] = call
+            self.calls[call.actor.infer.remote(call.frames, call.info)] = call
         first: Stage = "model" if self.in_model else "decode"
         pool = self.pools[first]
         while self.pending and pool.idle and self.live < self.max_in_flight:
@@ -294,15 +239,27 @@ class Runner:
         import ray
 
         if ref in self.starting:
-            pool, slot = self.starting.pop(ref)
-            pool.placed(slot, ray.get(ref))
-            pool.open_all([slot])
+            self._placed(ref)
             return
         call = self.calls.pop(ref)
         self._next_starts(call, time.perf_counter())
         pool = self.pools[call.stage]
+        if call.stage == "decode":  # its result goes on to a model actor by reference, unread here (P4)
+            pool.idle.append(call.slot)
+            call.info = ref
+            self.ready.append(call)
+            return
         try:
             value = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # raised in the call: the model actor lives on
+            pool.idle.append(call.slot)
+            if isinstance(exc, ray.exceptions.RayActorError):  # its arguments' decode actor died (Ray names it)
+                self._decoder_died(call, exc)
+            elif ARGUMENTS_FAILED in str(exc):  # the decode call that made its arguments raised
+                self._retry_or_fail(call, exc.cause, "decode")
+            else:
+                self._retry_or_fail(call, exc, call.stage)
+            return
         except ray.exceptions.RayActorError as exc:  # the actor died: replace it, run the sample again
             unreachable = isinstance(exc, ray.exceptions.ActorUnavailableError)  # e.g. its node died
             if unreachable:
@@ -319,11 +276,43 @@ class Runner:
             self._retry_or_fail(call, exc, call.stage)
             return
         pool.idle.append(call.slot)
-        if isinstance(value, DecodeInfo):
-            call.info = value
-            self.ready.append(call)
-        else:
-            self._finish(call, value, pool.names[call.slot], pool.nodes[call.slot])
+        # A decode that failed (missing video, …) comes back through the model actor stamped with its decoder.
+        self._finish(call, value, value.worker or pool.names[call.slot], value.worker_node or pool.nodes[call.slot])
+
+    def _placed(self, ref: Any) -> None:
+        """A replacement actor has loaded, or died loading (e.g. started on a node that was dying): then another
+        takes its place, up to RESTARTS times in a row; an actor whose constructor raised would raise again."""
+        import ray
+
+        pool, slot, tries = self.starting.pop(ref)
+        try:
+            pool.placed(slot, ray.get(ref))
+        except ray.exceptions.RayActorError as exc:
+            if exc.actor_init_failed or tries >= RESTARTS:
+                kind = next(k for k, p in self.pools.items() if p is pool)
+                raise RuntimeError(f"a replacement {kind} actor could not start ({tries} tries): "
+                                   f"{first_line(exc)}") from None
+            self.starting[pool.replace(slot)] = (pool, slot, tries + 1)
+            self.stats.replaced_workers += 1
+            return
+        pool.open_all([slot])
+
+    def _decoder_died(self, call: _Call, exc: Any) -> None:
+        """The decode actor that produced `call`'s frames died. Its first failed call replaces it and counts as an
+        attempt, as a model actor's death does; calls sent to it after it died go back to the queue uncounted."""
+        decode = self.pools["decode"]
+        if exc.actor_id not in decode.names:  # already replaced
+            self.live -= 1
+            self.pending.appendleft(_Queued(call.sample, call.attempt, call.submitted))
+            return
+        slot = decode.names.index(exc.actor_id)
+        import ray
+
+        unreachable = isinstance(exc, ray.exceptions.ActorUnavailableError)  # e.g. its node died
+        if unreachable:
+            self.suspects.add(decode.nodes[slot])
+        self._replace(_Call(call.sample, call.attempt, call.submitted, "decode", slot, None, None), kill=unreachable)
+        self._retry_or_fail(call, exc, "decode worker died")
 
     def _check_timeouts(self, now: float) -> None:
         limit = self.config.sample_timeout_s
@@ -359,7 +348,8 @@ class Runner:
         pool = self.pools[call.stage]
         if kill:
             ray.kill(pool.actors[call.slot])
-        self.starting[pool.replace(call.slot)] = (pool, call.slot)
+        pool.names[call.slot] = ""  # until the new actor is placed: a late error naming the old one is not its
+        self.starting[pool.replace(call.slot)] = (pool, call.slot, 1)
         self.stats.replaced_workers += 1
 
     def _retry_or_fail(self, call: _Call, exc: BaseException, where: str) -> None:

@@ -16,8 +16,9 @@ from harness.run.pipeline import Decoded, pipelines
 
 @dataclass(frozen=True)
 class DecodeInfo:
-    """The small half of a decode result, read by the driver; the frames stay in the object store."""
+    """The small half of a decode result; both halves go from the object store to the model actor."""
 
+    sample: Sample  # travels with the frames, so the driver sends each sample once
     seconds: float
     peak_rss_mb: float
     nbytes: int
@@ -55,10 +56,12 @@ class DecodeWorker:
         timer = StageTimer()
         with PeakMemory() as memory, timer("total"):
             decoded = self.pipelines[sample.task].decode(sample)
-        if isinstance(decoded, SampleResult):
+        if isinstance(decoded, SampleResult):  # recorded as this actor's: it reaches the driver via a model actor
             timings = {**decoded.timings_s, "total": timer.seconds["total"]}
-            return dataclasses.replace(decoded, timings_s=timings, peak_rss_mb=round(memory.peak_mb, 1)), None
-        return DecodeInfo(timer.seconds["total"], memory.peak_mb, decoded.frames.pixels.nbytes), decoded
+            actor, node = actor_place()
+            return dataclasses.replace(decoded, timings_s=timings, peak_rss_mb=round(memory.peak_mb, 1),
+                                       worker=actor, worker_node=node), None
+        return DecodeInfo(sample, timer.seconds["total"], memory.peak_mb, decoded.frames.pixels.nbytes), decoded
 
 
 class ModelWorker:
@@ -80,8 +83,12 @@ class ModelWorker:
         """Both halves here (selectors that stream their frames, or `decode_in_model`)."""
         return dataclasses.replace(self.pipelines[sample.task].run(sample, self.device), worker_device=self.device_label)
 
-    def infer(self, sample: Sample, decoded: Decoded, info: DecodeInfo) -> SampleResult:
-        """The model half on frames a decode worker produced; time and memory cover both halves."""
+    def infer(self, decoded: Decoded | None, info: DecodeInfo | SampleResult) -> SampleResult:
+        """The model half on frames a decode worker produced; time and memory cover both halves. A decode that
+        failed (`info` is its result) is passed on as it is: the driver reads decode results only through here."""
+        if isinstance(info, SampleResult):
+            return info
+        sample = info.sample
         timer = StageTimer()
         with PeakMemory(self.device) as memory, timer("infer"):
             result = self.pipelines[sample.task].infer(sample, decoded)

@@ -24,8 +24,8 @@ from harness.hf.text import chat_ids
 from harness.methods.hooks import HookUnavailable
 from harness.methods.reduction import ReductionContext
 from harness.model.specs import MODELS
+from harness.run.config import RunnerConfig
 from harness.run.pipeline import Pipeline
-from harness.run.runner import RunnerConfig
 from harness.vilamp.dfm import CosineScorer, merge
 from harness.vilamp.reducer import DFMReducer
 

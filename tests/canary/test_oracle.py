@@ -20,8 +20,9 @@ from harness.data.samples import load_samples
 from harness.data.tasks import get_task
 from harness.methods.reduction import REDUCERS, ReductionContext
 from harness.model.specs import MODELS, Component, ModelSpec
+from harness.run.config import RunnerConfig
 from harness.run.pipeline import Pipeline
-from harness.run.runner import Runner, RunnerConfig
+from harness.run.runner import Runner
 
 # 24 retrieval questions over 32- and 128-frame videos, its own seed (not the needle task's 0 or the exam's 13)
 SMALL_EXAM = {"seed": 1313, "lengths": [32, 128], "per_cell": 12, "kinds": ["retrieval"]}

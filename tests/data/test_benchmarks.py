@@ -19,8 +19,8 @@ from harness.data.subtitles import Line, covering_frames, for_prompt, interleave
 from harness.data.tasks import discover, get_task
 from harness.evaluate import EvalRequest, evaluate
 from harness.model.specs import MODELS
+from harness.run.config import RunnerConfig
 from harness.run.pipeline import Pipeline
-from harness.run.runner import RunnerConfig
 from harness.scoring.metrics import submission, summarize, task_metrics
 from harness.scoring.prompts import render
 

@@ -12,7 +12,7 @@ from harness.core.records import SampleResult
 from harness.evaluate import EvalRequest, evaluate
 from harness.results.compare import CompareError, figures, labelled, load_run
 from harness.results.plots import frame_strip, grid
-from harness.run.runner import RunnerConfig
+from harness.run.config import RunnerConfig
 
 SPECS = ("tiny-uniform", "tiny-uniform-1fps")
 

@@ -13,7 +13,7 @@ from harness.cli import main
 from harness.core.config import ConfigError
 from harness.evaluate import EvalRequest, evaluate
 from harness.results.rescore import rescore, score_predictions
-from harness.run.runner import RunnerConfig
+from harness.run.config import RunnerConfig
 
 FAST = RunnerConfig(workers=1, decode_in_model=True)
 # the run's replies replaced by ones only a careful reader gets right (our extractor) or lmms-eval's does

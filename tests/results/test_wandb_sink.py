@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from harness.evaluate import EvalRequest, evaluate
-from harness.run.runner import RunnerConfig
+from harness.run.config import RunnerConfig
 from harness.video.reader import probe
 
 FAKE_KEY = "local-0123456789abcdef0123456789abcdef01234567"  # shaped like a W&B key; must never be written

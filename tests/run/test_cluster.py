@@ -24,8 +24,8 @@ from harness.core.paths import REPO_ROOT
 from harness.data.samples import load_samples
 from harness.data.tasks import get_task
 from harness.evaluate import EvalRequest, evaluate, resolve
+from harness.run.config import RunnerConfig
 from harness.run.journal import read_journal
-from harness.run.runner import RunnerConfig
 
 LIMIT = 20  # SLOW_SPEC samples: 0.5 s each, so 4 actors are busy for ~2 s after the first journal line
 

@@ -13,8 +13,8 @@ from harness.core.records import Sample
 from harness.data.tasks import get_task
 from harness.evaluate import EvalRequest, evaluate
 from harness.model.specs import MODELS
+from harness.run.config import RunnerConfig
 from harness.run.pipeline import Pipeline
-from harness.run.runner import RunnerConfig
 
 
 @pytest.fixture(scope="module")

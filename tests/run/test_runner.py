@@ -8,16 +8,17 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from faults import crashing
+from faults import crashing, crashing_decoder, fragile_replacement
 
 from harness.core.records import Sample
 from harness.core.status import ANSWERED
 from harness.data.samples import load_samples
 from harness.data.tasks import get_task
 from harness.model.specs import Component, ModelSpec
+from harness.run.config import RunnerConfig, RunStats
 from harness.run.journal import Journal, read_journal
-from harness.run.runner import Runner, RunnerConfig, RunStats
-from harness.run.workers import ModelWorker
+from harness.run.runner import Runner
+from harness.run.workers import DecodeWorker, ModelWorker
 
 TASK = get_task("needle")
 
@@ -33,7 +34,7 @@ def needle_samples() -> list[Sample]:
 
 
 def run(samples, config: RunnerConfig, model: ModelSpec | None = None, journal: Path | None = None,
-        model_worker: type[ModelWorker] = ModelWorker):
+        model_worker: type[ModelWorker] = ModelWorker, decode_worker: type[DecodeWorker] = DecodeWorker):
     results = []
     sink = Journal(journal) if journal else None
 
@@ -42,7 +43,7 @@ def run(samples, config: RunnerConfig, model: ModelSpec | None = None, journal: 
         if sink:
             sink.append(result)
 
-    stats = Runner(samples, model or spec(), TASK, None, config, on_result, model_worker).run()
+    stats = Runner(samples, model or spec(), TASK, None, config, on_result, model_worker, decode_worker).run()
     if sink:
         sink.close()
     return results, stats
@@ -79,6 +80,30 @@ def test_killed_model_actor_is_replaced_and_each_sample_journaled_once(ray_clust
     assert (tmp_path / "tally").read_text().count("attempt") == 2  # the actor really died once, then ran it
     clean, _ = run(needle_samples, RunnerConfig(workers=2))
     assert predictions(results) == predictions(clean)
+
+
+def test_killed_decode_actor_is_replaced_and_each_sample_journaled_once(ray_cluster, needle_samples, tmp_path):
+    # The driver never reads a decode result: the death reaches it through the model call that took its frames.
+    victim = needle_samples[3].id
+    journal = tmp_path / "samples.jsonl"
+    results, stats = run(needle_samples, RunnerConfig(workers=2, decode_workers=2), journal=journal,
+                         decode_worker=crashing_decoder(victim, tmp_path / "tally"))
+    lines = list(read_journal(journal))
+    assert Counter(r.id for r in lines) == Counter(s.id for s in needle_samples)
+    assert next(r for r in lines if r.id == victim).attempts == 2
+    assert stats.retries == 1 and stats.replaced_workers == 1
+    assert (tmp_path / "tally").read_text().count("attempt") == 2
+    clean, _ = run(needle_samples, RunnerConfig(workers=2, decode_workers=2))
+    assert predictions(results) == predictions(clean)
+
+
+def test_a_replacement_that_dies_loading_is_replaced_again(ray_cluster, needle_samples, tmp_path):
+    victim = needle_samples[1].id
+    results, stats = run(needle_samples[:4], RunnerConfig(workers=1),
+                         model_worker=fragile_replacement(victim, tmp_path / "tally"))
+    assert sorted(r.id for r in results) == sorted(s.id for s in needle_samples[:4])
+    assert all(r.status in ANSWERED for r in results) and stats.replaced_workers == 2
+    assert len((tmp_path / "tally.actors").read_text().splitlines()) == 3
 
 
 def test_sample_that_keeps_killing_its_worker_is_recorded_and_run_goes_on(ray_cluster, needle_samples, tmp_path):

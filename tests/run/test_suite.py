@@ -18,8 +18,8 @@ from harness.core.config import ConfigError
 from harness.data.samples import load_samples
 from harness.data.tasks import get_task, task_names
 from harness.evaluate import EvalRequest, run_suite
+from harness.run.config import RunnerConfig
 from harness.run.journal import read_journal
-from harness.run.runner import RunnerConfig
 
 MINIS = ("videomme_mini", "mlvu_mini", "longvideobench_mini", "egoschema_mini")
 FAST = RunnerConfig(workers=1, decode_in_model=True)

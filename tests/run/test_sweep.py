@@ -8,7 +8,7 @@ import pytest
 
 from harness.cli import main
 from harness.core.config import ConfigError
-from harness.run.runner import RunnerConfig
+from harness.run.config import RunnerConfig
 from harness.sweep import CellSpec, SweepSpec, expand, inline_sweep, load_sweep, run_sweep
 
 FAST = RunnerConfig(workers=1, decode_in_model=True)

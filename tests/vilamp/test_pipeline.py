@@ -13,7 +13,7 @@ from harness.core.records import EncodedVideo, Frames, FrameSelection, Sample
 from harness.core.status import ANSWERED
 from harness.evaluate import EvalRequest, evaluate
 from harness.methods.reduction import ReductionContext
-from harness.run.runner import RunnerConfig
+from harness.run.config import RunnerConfig
 from harness.video.streaming import metadata_frames
 from harness.vilamp import vilamp_visual_tokens
 from harness.vilamp.reducer import DFMReducer
