@@ -5,13 +5,14 @@ positions."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers.cache_utils import DynamicCache
-from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb, repeat_kv
 
 from harness.core.records import LlmPrune
+
+if TYPE_CHECKING:  # transformers loads on first use: the spec check needs only the class attributes
+    pass
 
 
 def causal_mask(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -41,6 +42,8 @@ def last_token_attention(model: Any, layer_index: int, hidden: torch.Tensor, pos
 
     Recomputed for the last query only (eager math for this one layer), since SDPA returns no weights.
     """
+    from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb, repeat_kv
+
     lm = model.model.language_model
     layer = lm.layers[layer_index]
     attn = layer.self_attn
@@ -64,6 +67,8 @@ def prefill_pruned(
 
     Returns (last-position logits [V], cache, kept visual indices into the sequence, kept positions).
     """
+    from transformers.cache_utils import DynamicCache
+
     lm = model.model.language_model
     if prune.layers[-1] >= len(lm.layers):
         raise ValueError(f"in-LLM pruning at layer {prune.layers[-1]} must be below the LLM's {len(lm.layers)} layers")

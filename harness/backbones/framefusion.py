@@ -22,13 +22,15 @@ LLaVA-Video patch gives its per-row newlines patch positions of their own).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers.cache_utils import DynamicCache
 
 from harness.backbones.fastv import causal_mask, last_token_attention
 from harness.core.records import LlmFuse
+
+if TYPE_CHECKING:  # transformers loads on first use: the spec check needs only the class attributes
+    pass
 
 
 @dataclass
@@ -121,6 +123,8 @@ def prefill_fused(
 
     Returns (last-position logits [V], cache, original indices of the surviving visual tokens).
     """
+    from transformers.cache_utils import DynamicCache
+
     lm = model.model.language_model
     layers = len(lm.layers)
     steps = layers  # step i: what layer i's attention sees (the merge after the last layer feeds no layer)

@@ -13,22 +13,12 @@ transformers code path, timings and memory accounting as the full-size models. T
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from transformers import (
-    AutoConfig,
-    LlavaOnevisionConfig,
-    LlavaOnevisionForConditionalGeneration,
-    LlavaOnevisionImageProcessor,
-    LlavaOnevisionProcessor,
-    LlavaOnevisionVideoProcessor,
-    PreTrainedTokenizerFast,
-    Qwen2Config,
-    SiglipVisionConfig,
-)
 
 from harness.backbones.base import Placement, bind_arguments
 from harness.backbones.decoding import PromptInputs
@@ -37,6 +27,14 @@ from harness.core.records import EncodedVideo, Frames, Prompt, VisualSequence
 from harness.hf.checkpoints import save_all, seeded, tiny_checkpoint
 from harness.hf.text import ENDOFTEXT, IMAGE, LLAVA_CHAT_TEMPLATE, VIDEO, chat_ids, tiny_tokenizer
 from harness.methods.hooks import HookUnavailable
+
+if TYPE_CHECKING:  # transformers loads on first use: the spec check needs only the class attributes
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionProcessor,
+        PreTrainedTokenizerFast,
+    )
 
 TINY_IMAGE_SIZE = 64
 TINY_PATCH_SIZE = 8  # 8×8 patch grid, pooled 2× for video like the 7B's 27×27 → 14×14
@@ -53,9 +51,15 @@ def pooled_tokens(image_size: int, patch_size: int) -> int:
 
 
 def local_tokens_per_frame(directory: Path) -> int:
-    """Tokens per video frame of the LLaVA-OV checkpoint in `directory`, from its config alone (no weights)."""
-    vision = AutoConfig.from_pretrained(directory).vision_config
-    return pooled_tokens(vision.image_size, vision.patch_size)
+    """Tokens per video frame of the LLaVA-OV checkpoint in `directory`, from its config alone (no weights; read as
+    JSON when it spells out the tower's sizes, which spares the spec listing importing transformers)."""
+    config = directory / "config.json"
+    vision = json.loads(config.read_text()).get("vision_config", {}) if config.is_file() else {}
+    if "image_size" not in vision or "patch_size" not in vision:  # left at the class defaults: ask transformers
+        from transformers import AutoConfig
+
+        vision = AutoConfig.from_pretrained(directory).vision_config.to_dict()
+    return pooled_tokens(vision["image_size"], vision["patch_size"])
 
 
 def grid_pinpoints(tile: int = TINY_IMAGE_SIZE) -> list[list[int]]:
@@ -64,6 +68,8 @@ def grid_pinpoints(tile: int = TINY_IMAGE_SIZE) -> list[list[int]]:
 
 
 def _tiny_config(tokenizer: PreTrainedTokenizerFast) -> LlavaOnevisionConfig:
+    from transformers import LlavaOnevisionConfig, Qwen2Config, SiglipVisionConfig
+
     vision = SiglipVisionConfig(
         image_size=TINY_IMAGE_SIZE,
         patch_size=TINY_PATCH_SIZE,
@@ -105,6 +111,8 @@ def build_tiny_model(seed: int = 0) -> tuple[LlavaOnevisionForConditionalGenerat
 def tiny_processor(tokenizer: PreTrainedTokenizerFast, image_size: int = TINY_IMAGE_SIZE,
                    patch_size: int = TINY_PATCH_SIZE) -> LlavaOnevisionProcessor:
     """LLaVA-OV's processor at a small frame size (tiny: 64 px frames, 8 px patches)."""
+    from transformers import LlavaOnevisionImageProcessor, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor
+
     size = {"height": image_size, "width": image_size}
     return LlavaOnevisionProcessor(
         image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=grid_pinpoints(image_size)),
@@ -119,6 +127,8 @@ def tiny_processor(tokenizer: PreTrainedTokenizerFast, image_size: int = TINY_IM
 def init_model(config: LlavaOnevisionConfig, tokenizer: PreTrainedTokenizerFast,
                seed: int) -> LlavaOnevisionForConditionalGeneration:
     """A randomly initialised model of `config` (weights from `seed` alone) that stops on the chat's end tokens."""
+    from transformers import LlavaOnevisionForConditionalGeneration
+
     with seeded(seed):
         model = LlavaOnevisionForConditionalGeneration(config)
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(ENDOFTEXT)]
@@ -137,7 +147,7 @@ class LlavaOvBackbone(PretrainedBackbone):
     separator_tokens: ClassVar[int] = 1  # the learned image_newline after the video
     family: ClassVar[str] = "llava-ov"
     tiny_name: ClassVar[str] = "llava-ov-tiny"
-    model_class: ClassVar[Any] = LlavaOnevisionForConditionalGeneration
+    model_class: ClassVar[str] = "LlavaOnevisionForConditionalGeneration"
     tiny_kind: ClassVar[str] = "llava-ov"  # cache name of its tiny checkpoints
     tiny_seed_offset: ClassVar[int] = 0  # tiny_seed s draws its weights with seed s + this
 

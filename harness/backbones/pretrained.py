@@ -4,10 +4,9 @@ path: what LLaVA-OV, LLaVA-Video and Qwen2.5-VL share as registry classes (Backb
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any, ClassVar, Self
-
-from transformers import AutoProcessor
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from harness.backbones.base import bind_arguments
 from harness.backbones.decoding import ChatBackbone
@@ -15,11 +14,14 @@ from harness.core.config import ConfigError
 from harness.hf.loading import check_attn_implementation, check_checkpoint, load_pretrained, resolve_dtype
 from harness.hf.text import stop_ids
 
+if TYPE_CHECKING:  # transformers loads on first use: the spec check needs only the class attributes
+    pass
+
 
 class PretrainedBackbone(ChatBackbone):
     family: ClassVar[str]  # the registry name, in messages and as the instance name for `checkpoint=`
     tiny_name: ClassVar[str]  # the instance name for `tiny_seed=`
-    model_class: ClassVar[Any]  # the transformers class
+    model_class: ClassVar[str]  # the transformers class, by name: transformers loads with the weights
     default_tiny_seed: ClassVar[int | None] = None  # used when neither argument is given
 
     def __init__(self, model: Any, processor: Any, name: str) -> None:
@@ -43,10 +45,13 @@ class PretrainedBackbone(ChatBackbone):
         cls, *, checkpoint: str | None = None, tiny_seed: int | None = None, dtype: str = "float32",
         device: str = "cpu", attn_implementation: str = "sdpa", num_threads: int | None = None,
     ) -> Self:
+        from transformers import AutoProcessor
+
         cls._check(checkpoint, tiny_seed, dtype, attn_implementation)
         seed = cls._tiny_seed(checkpoint, tiny_seed)
         source = str(checkpoint) if seed is None else str(cls.tiny_checkpoint(seed))
-        model, processor = load_pretrained(cls.model_class, AutoProcessor, source, dtype=dtype, device=device,
+        model_class = getattr(importlib.import_module("transformers"), cls.model_class)
+        model, processor = load_pretrained(model_class, AutoProcessor, source, dtype=dtype, device=device,
                                            attn_implementation=attn_implementation, num_threads=num_threads)
         return cls(model, processor, cls.family if seed is None else cls.tiny_name)
 

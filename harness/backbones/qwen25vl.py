@@ -16,20 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from transformers import (
-    Qwen2_5_VLConfig,
-    Qwen2_5_VLForConditionalGeneration,
-    Qwen2_5_VLProcessor,
-    Qwen2VLImageProcessor,
-    Qwen2VLVideoProcessor,
-)
-from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
-from transformers.models.qwen2_vl.video_processing_qwen2_vl import smart_resize
-from transformers.video_utils import VideoMetadata
-from transformers.vision_utils import get_vision_window_index
 
 from harness.backbones.base import Placement
 from harness.backbones.decoding import PromptInputs
@@ -37,6 +26,9 @@ from harness.backbones.pretrained import PretrainedBackbone
 from harness.core.records import EncodedVideo, Frames, Prompt, VisualSequence
 from harness.hf.checkpoints import save_all, seeded, tiny_checkpoint
 from harness.hf.text import DEFAULT_SYSTEM, ENDOFTEXT, IM_END, chat_ids, chatml_template, tiny_tokenizer
+
+if TYPE_CHECKING:  # transformers loads on first use: the spec check needs only the class attributes
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
 VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD = "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"
 
@@ -59,6 +51,14 @@ def mrope_section(head_dim: int) -> list[int]:
 
 def build_tiny_qwen25vl(seed: int = 0) -> tuple[Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor]:
     """The seeded tiny model and its processor, in memory (deterministic for a given seed)."""
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
     tokenizer = tiny_tokenizer(CHAT_TEMPLATE, IMAGE_PAD, VIDEO_PAD, markers=(VISION_START, VISION_END))
     ids = tokenizer.convert_tokens_to_ids
     config = Qwen2_5_VLConfig(
@@ -105,7 +105,7 @@ class Qwen25VLBackbone(PretrainedBackbone):
     placement: ClassVar[Placement] = "grid"
     family: ClassVar[str] = "qwen25vl"
     tiny_name: ClassVar[str] = "qwen25vl-tiny"
-    model_class: ClassVar[Any] = Qwen2_5_VLForConditionalGeneration
+    model_class: ClassVar[str] = "Qwen2_5_VLForConditionalGeneration"
 
     def __init__(self, model: Qwen2_5_VLForConditionalGeneration, processor: Any, name: str) -> None:
         super().__init__(model, processor, name)
@@ -128,6 +128,8 @@ class Qwen25VLBackbone(PretrainedBackbone):
     def _video_inputs(self, frames: Frames, exact_area: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's own video processor on our frames: (pixel patches, grid [1, 3] = (T/2, H, W) patches).
         `exact_area`: frames already resized to that many pixels, kept as they are (no per-frame cap)."""
+        from transformers.video_utils import VideoMetadata
+
         metadata = VideoMetadata(
             total_num_frames=len(frames), fps=_sampled_fps(frames), frames_indices=list(range(len(frames))),
         )
@@ -143,6 +145,8 @@ class Qwen25VLBackbone(PretrainedBackbone):
     def native_grid(self, frames: Frames) -> tuple[int, int]:
         """(height, width) in LLM tokens that encode_frames gives these frames: the processor's own smart_resize with
         qwen-vl-utils' per-frame pixel cap (as Qwen2VLVideoProcessor.resize computes it), from the sizes alone."""
+        from transformers.models.qwen2_vl.video_processing_qwen2_vl import smart_resize
+
         vp = self.processor.video_processor
         factor = vp.patch_size * vp.merge_size
         height, width = frames.pixels.shape[1:3]
@@ -210,6 +214,8 @@ class Qwen25VLBackbone(PretrainedBackbone):
 
         q/k are captured there and the softmax recomputed per attention segment, since SDPA returns no weights.
         """
+        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
+
         if len(frames) == 0:
             raise ValueError("vision_attention needs at least one frame")
         visual = self.model.model.visual
@@ -243,6 +249,8 @@ class Qwen25VLBackbone(PretrainedBackbone):
 
     def _window_order(self, grid: torch.Tensor) -> torch.Tensor:
         """Index that undoes the ViT's window permutation of merge units (as its merger output does)."""
+        from transformers.vision_utils import get_vision_window_index
+
         visual = self.model.model.visual
         window_index, _ = get_vision_window_index(
             grid, spatial_merge_size=visual.spatial_merge_size, window_size=visual.window_size,

@@ -3,12 +3,14 @@ template, and rendering a prompt through a model's template (media part before t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
 
 from harness.core.records import Prompt
+
+if TYPE_CHECKING:  # transformers loads on first use: the spec check needs only the class attributes
+    from transformers import PreTrainedTokenizerFast
 
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"  # Qwen2's ChatML tokens
 DEFAULT_SYSTEM = "You are a helpful assistant."  # Qwen2's default system turn
@@ -86,6 +88,8 @@ def tiny_tokenizer(
     """The tokenizer of every tiny checkpoint: a byte-level BPE (Qwen2's scheme) trained offline on the in-code
     corpus, with special tokens ChatML's three, then `markers`, then the `image` and `video` placeholders
     (LLaVA-OV's by default; Qwen2.5-VL adds its vision_start/end markers)."""
+    from transformers import PreTrainedTokenizerFast
+
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()

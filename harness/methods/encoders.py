@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 from tokenizers.processors import TemplateProcessing
-from transformers import AutoImageProcessor, AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
 
 from harness.core.config import ConfigError
 from harness.core.paths import cache_dir, canary_weights
@@ -26,6 +25,9 @@ from harness.core.registry import Registry
 from harness.hf.checkpoints import save_all, seeded, tiny_checkpoint
 from harness.hf.loading import resolve_dtype
 from harness.hf.text import ENDOFTEXT, IM_START, tiny_tokenizer
+
+if TYPE_CHECKING:  # transformers loads on first use: the spec check needs only the class attributes
+    from transformers import CLIPImageProcessor, CLIPModel
 
 CHUNK = 64  # frames per encoder forward: bounds activation memory on 10K-frame videos
 
@@ -101,6 +103,8 @@ def small_clip(tokenizer, *, seed: int, image_size: int, patch_size: int, width:
                layers: int = 2) -> tuple[CLIPModel, CLIPImageProcessor, object]:
     """A seeded small `CLIPModel` (both towers `width` wide, joint space `width`-d) over `tokenizer`, with its image
     processor; the tokenizer is framed in place like CLIP's "<|startoftext|> text <|endoftext|>"."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
     # The text tower pools at the EOS position (an EOS id of 2 would select transformers' legacy argmax pooling,
     # hence <|endoftext|>).
     bos, eos = tokenizer.convert_tokens_to_ids(IM_START), tokenizer.convert_tokens_to_ids(ENDOFTEXT)
@@ -122,6 +126,8 @@ def small_clip(tokenizer, *, seed: int, image_size: int, patch_size: int, width:
 
 
 def load_clip_dir(name: str, directory: Path, dtype: str = "float32", device: str = "cpu") -> CLIPEncoder:
+    from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+
     model = CLIPModel.from_pretrained(directory, dtype=resolve_dtype(dtype)).to(device)
     return CLIPEncoder(name, model, AutoImageProcessor.from_pretrained(directory),
                        AutoTokenizer.from_pretrained(directory))

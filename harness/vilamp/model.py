@@ -26,24 +26,12 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import (
-    AutoTokenizer,
-    CLIPConfig,
-    CLIPImageProcessor,
-    CLIPModel,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-    SiglipImageProcessor,
-    SiglipVisionConfig,
-    SiglipVisionModel,
-)
-from transformers.initialization import no_init_weights
 
 from harness.backbones.base import Placement, bind_arguments
 from harness.backbones.decoding import ChatBackbone, PromptInputs
@@ -55,6 +43,9 @@ from harness.hf.loading import resolve_dtype
 from harness.hf.text import DEFAULT_SYSTEM, ENDOFTEXT, IM_END, tiny_tokenizer
 from harness.methods.encoders import CLIPEncoder, build_tiny_clip, channels_first, clip_b32_dir
 from harness.methods.hooks import require_hook
+
+if TYPE_CHECKING:  # transformers loads on first use: the spec check needs only the class attributes
+    import transformers
 
 HF_REPO = "orange-sk/ViLAMP-llava-qwen_sig"  # the README's install link since 2025-09-10
 # google/siglip-so400m-patch14-384 (config.json of that repo); ViLAMP's `mm_vision_tower`.
@@ -108,20 +99,23 @@ class LearnedScorer:
 # ---------------------------------------------------------------- config + build
 
 
-def _vision_config(cfg: dict[str, Any]) -> SiglipVisionConfig:
+def _vision_config(cfg: dict[str, Any]) -> transformers.SiglipVisionConfig:
     """The SigLIP tower as stored: the official tower deletes its last encoder layer and its head."""
+    from transformers import SiglipVisionConfig
     layout = {**SO400M, **cfg.get("harness_vision_config", {})}
     layout["num_hidden_layers"] -= 1
     return SiglipVisionConfig(**layout, vision_use_head=False)
 
 
-def _clip_config(cfg: dict[str, Any]) -> CLIPConfig:
+def _clip_config(cfg: dict[str, Any]) -> transformers.CLIPConfig:
     # Absent: transformers' CLIPConfig defaults, which are openai/clip-vit-base-patch32 (ViLAMP's selector).
+    from transformers import CLIPConfig
     return CLIPConfig.from_dict(cfg["harness_clip_config"]) if "harness_clip_config" in cfg else CLIPConfig()
 
 
-def build_model(cfg: dict[str, Any]) -> Qwen2ForCausalLM:
+def build_model(cfg: dict[str, Any]) -> transformers.Qwen2ForCausalLM:
     """A randomly initialised ViLAMP in the official module layout, from an official-style config.json dict."""
+    from transformers import CLIPModel, Qwen2Config, Qwen2ForCausalLM, SiglipVisionModel
     composer = cfg.get("composer_type", "single_token")  # LlavaQwenConfig class default
     if composer not in ("sig_pooling", "single_token"):
         raise ConfigError(f"config.json composer_type={composer!r}: supported are 'sig_pooling' and 'single_token'")
@@ -152,7 +146,7 @@ def build_model(cfg: dict[str, Any]) -> Qwen2ForCausalLM:
     return lm
 
 
-def save_official(lm: Qwen2ForCausalLM, cfg: dict[str, Any], directory: Path) -> None:
+def save_official(lm: transformers.Qwen2ForCausalLM, cfg: dict[str, Any], directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(cfg, indent=2))
     state = {k: v.contiguous() for k, v in lm.state_dict().items()}
@@ -174,8 +168,10 @@ def read_state(directory: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_official(directory: Path, dtype: torch.dtype = torch.float32) -> tuple[Qwen2ForCausalLM, dict[str, Any]]:
+def load_official(directory: Path,
+                  dtype: torch.dtype = torch.float32) -> tuple[transformers.Qwen2ForCausalLM, dict[str, Any]]:
     """Build from `directory`/config.json and load every tensor; any missing or unexpected key is an error."""
+    from transformers.initialization import no_init_weights
     cfg = json.loads((directory / "config.json").read_text())
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # build directly in the load dtype: a 7B in fp32 would not fit
@@ -199,7 +195,7 @@ TINY_VISION = {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 
                "image_size": 64, "patch_size": 8}  # the tiny SigLIP tower (3 layers, stored without its last)
 
 
-def _tiny_config(tokenizer: Any, clip: CLIPModel) -> dict[str, Any]:
+def _tiny_config(tokenizer: Any, clip: transformers.CLIPModel) -> dict[str, Any]:
     """An official-style config.json for a tiny ViLAMP; `harness_*` keys carry the tiny tower shapes."""
     return {
         "architectures": ["LlavaQwenForCausalLM"], "model_type": "llava_qwen",
@@ -299,6 +295,7 @@ class ViLAMPBackbone(ChatBackbone):
 
     @classmethod
     def _from_dir(cls, directory: Path, clip: str | None, dtype: torch.dtype, device: str) -> ViLAMPBackbone:
+        from transformers import AutoTokenizer, CLIPImageProcessor
         lm, cfg = load_official(directory, dtype)
         clip_dir = _clip_dir(directory, cfg, clip)
         clip_processor = (CLIPImageProcessor.from_pretrained(clip_dir)
@@ -306,8 +303,9 @@ class ViLAMPBackbone(ChatBackbone):
         return cls(lm.to(device), cfg, AutoTokenizer.from_pretrained(directory),
                    AutoTokenizer.from_pretrained(clip_dir), clip_processor)
 
-    def __init__(self, lm: Qwen2ForCausalLM, cfg: dict[str, Any], tokenizer: Any, clip_tokenizer: Any,
-                 clip_processor: CLIPImageProcessor) -> None:
+    def __init__(self, lm: transformers.Qwen2ForCausalLM, cfg: dict[str, Any], tokenizer: Any, clip_tokenizer: Any,
+                 clip_processor: transformers.CLIPImageProcessor) -> None:
+        from transformers import SiglipImageProcessor
         self.model = lm
         self.tokenizer = tokenizer
         self.device, self.dtype = lm.device, lm.dtype
@@ -319,7 +317,7 @@ class ViLAMPBackbone(ChatBackbone):
         self.hooks = type(self).hooks - {unused}  # type: ignore[misc]  # this checkpoint's composer only
         self.max_length: int = int(cfg.get("tokenizer_model_max_length", 32768))
         inner = lm.model
-        self.tower: SiglipVisionModel = inner.vision_tower.vision_tower.vision_model
+        self.tower: transformers.SiglipVisionModel = inner.vision_tower.vision_tower.vision_model
         vision = self.tower.config
         self.grid = vision.image_size // vision.patch_size
         self.image_processor = SiglipImageProcessor(size={"height": vision.image_size, "width": vision.image_size})
