@@ -10,7 +10,8 @@ P2  pipelining: end-to-end wall time vs max(decode busy time, model busy time), 
 P3  2 model actors vs 1 (speed-up) and the makespan vs the ideal max(model work / actors, decode work /
     decoders, longest sample), with a model cost proportional to the frames (long videos cost more).
 P4  harness overhead per sample: driver time outside ray.wait (queue, bookkeeping, journal: a flush per line,
-    fsync at most once a second) plus building the scored summary, divided by the samples.
+    fsync on the journal's own thread at most once a second) plus building the scored summary, divided by the
+    samples: the median of 3 runs of P3's 2-actor configuration, with the driver thread's CPU time beside it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import bisect
 import dataclasses
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +46,7 @@ from harness.run.runner import Runner
 from harness.video.reader import keyframe_positions
 
 TARGETS = {"P1": 0.75, "P2": 1.05, "P3_speedup": 1.8, "P3_makespan": 1.1, "P4_ms": 2.0}
+P4_RUNS = 3
 
 
 def best_times(contenders: dict[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, float], dict[str, Any]]:
@@ -235,10 +238,18 @@ def bench_runner(out_dir: Path) -> dict[str, Any]:
     same = p3[1].pop("predictions") == p3[2].pop("predictions")
     out["P3"] = {"1_worker": p3[1], "2_workers": p3[2], "speedup": p3[1]["makespan_s"] / p3[2]["makespan_s"],
                  "makespan_vs_ideal": p3[2]["makespan_vs_ideal"], "identical_predictions": same}
-    two = p3[2]
-    out["P4"] = {"driver_ms_per_sample": 1000 * two["driver_s"] / two["samples"],
-                 "scoring_ms_per_sample": 1000 * two["scoring_s"] / two["samples"]}
-    out["P4"]["ms_per_sample"] = out["P4"]["driver_ms_per_sample"] + out["P4"]["scoring_ms_per_sample"]
+    # P4 on 36 samples moves by a millisecond with one stall of the busy cores: the median of P4_RUNS runs (P3's
+    # 2-actor run and more of the same), wall time and the driver thread's CPU time.
+    runs = [p3[2]] + [dataclasses.asdict(timed_run(samples, fixed_cost(0.01, per_frame),
+                                                   RunnerConfig(workers=2, decode_workers=2))[0])
+                      for _ in range(P4_RUNS - 1)]
+    per_sample = lambda key: [1000 * r[key] / r["samples"] for r in runs]  # noqa: E731
+    scoring = 1000 * p3[2]["scoring_s"] / p3[2]["samples"]
+    out["P4"] = {"runs": P4_RUNS, "driver_ms_per_sample": statistics.median(per_sample("driver_s")),
+                 "driver_ms_per_sample_each": per_sample("driver_s"),
+                 "driver_cpu_ms_per_sample": statistics.median(per_sample("driver_cpu_s")),
+                 "scoring_ms_per_sample": scoring}
+    out["P4"]["ms_per_sample"] = out["P4"]["driver_ms_per_sample"] + scoring
     return out
 
 
@@ -268,8 +279,9 @@ def table(p1: dict[str, Any], runner: dict[str, Any]) -> list[dict[str, Any]]:
         row("P2", "same, decoding inside the model actor", p2["sequential_ratio"], "info", None),
         row("P3", "speed-up 2 model actors vs 1", p3["speedup"], "≥ 1.8", p3["speedup"] >= 1.8),
         row("P3", "makespan / ideal (2 actors)", p3["makespan_vs_ideal"], "≤ 1.1", p3["makespan_vs_ideal"] <= 1.1),
-        row("P4", "overhead ms per sample (queue+journal+scoring)", p4["ms_per_sample"], "≤ 2",
-            p4["ms_per_sample"] <= 2.0),
+        row("P4", f"overhead ms per sample (queue+journal+scoring), median of {p4['runs']} runs", p4["ms_per_sample"],
+            "≤ 2", p4["ms_per_sample"] <= 2.0),
+        row("P4", "driver thread's CPU ms per sample", p4["driver_cpu_ms_per_sample"], "info", None),
     ]
 
 

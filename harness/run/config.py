@@ -49,6 +49,7 @@ class RunStats:
     startup_s: float = 0.0  # cluster start + actors loading their model
     makespan_s: float = 0.0  # first sample handed out → last result in
     driver_s: float = 0.0  # driver time outside ray.wait: queueing, bookkeeping, the on_result callback
+    driver_cpu_s: float = 0.0  # CPU time of the driver's thread over the run (less than driver_s on busy cores)
     decode_busy_s: float = 0.0  # sum of decode-stage time over samples
     model_busy_s: float = 0.0  # sum of model-stage time over samples
     longest_sample_s: float = 0.0

@@ -64,8 +64,8 @@ class _Call:
     actor: Any  # the actor handle it was submitted to (a slot's actor may be replaced meanwhile)
     started: float | None  # when this stage started (the timeout's clock); None while queued behind another call
     seq: int = 0  # submission order of stage calls: an actor runs its calls in this order
-    frames: Any = None  # ObjectRef of the Decoded frames, from the decode stage to the model stage
-    info: Any = None  # ObjectRef of the DecodeInfo (or the decode's failure SampleResult), read by the model actor
+    frames: Any = None  # ObjectRef of the Decoded frames, until the model call that takes them is submitted
+    info: Any = None  # ObjectRef of the DecodeInfo (or the decode's failure SampleResult), likewise
 
 
 def decoder_count(config: RunnerConfig, spec: ModelSpec) -> int:
@@ -130,6 +130,7 @@ class Runner:
         t0 = time.perf_counter()
         self._start_actors()
         start = mark = time.perf_counter()
+        cpu = time.thread_time()
         self.stats.startup_s = start - t0
         limit = self.config.sample_timeout_s
         tick = None if limit is None else min(1.0, limit / 4)
@@ -143,6 +144,7 @@ class Runner:
             self._check_timeouts(mark)
             self._dispatch()
         self.stats.driver_s += time.perf_counter() - mark
+        self.stats.driver_cpu_s = time.thread_time() - cpu  # ray.wait blocks without using the CPU
         self.stats.makespan_s = time.perf_counter() - start
         self.stats.lost_nodes = lost_nodes(self.nodes, self.suspects)
         self._drop_unplaced()
@@ -207,6 +209,8 @@ class Runner:
             call.actor, call.started = models.actors[call.slot], self._start_time(models.actors[call.slot], now)
             call.seq = next(self.seq)
             self.calls[call.actor.infer.remote(call.frames, call.info)] = call
+            # The call holds the decode result now: Ray frees it, off this thread, when the call ends.
+            call.frames = call.info = None
         first: Stage = "model" if self.in_model else "decode"
         pool = self.pools[first]
         while self.pending and pool.idle and self.live < self.max_in_flight:
@@ -332,14 +336,10 @@ class Runner:
         return [self.calls.pop(ref) for ref in refs]
 
     def _requeue(self, calls: list[_Call]) -> None:
-        """Calls that never started go back unchanged: decoded ones wait for a model actor again (their frames are
-        in the object store), the others for their first stage."""
+        """Calls that never started go back unchanged to their first stage (a model call's frames went with it)."""
         for call in sorted(calls, key=lambda c: c.seq, reverse=True):
-            if call.stage == "model" and call.info is not None:
-                self.ready.appendleft(call)
-            else:
-                self.live -= 1
-                self.pending.appendleft(_Queued(call.sample, call.attempt, call.submitted))
+            self.live -= 1
+            self.pending.appendleft(_Queued(call.sample, call.attempt, call.submitted))
 
     def _replace(self, call: _Call, kill: bool = False) -> None:
         """A new actor in the call's slot; `kill` the old one first when it is still running the call."""
@@ -366,7 +366,6 @@ class Runner:
 
     def _finish(self, call: _Call, result: SampleResult, worker: str, node: str = "") -> None:
         self.live -= 1
-        call.frames = None  # drop the frames' reference so the object store frees them
         self.stats.count(result)
         timings = {**result.timings_s, "in_flight": time.perf_counter() - call.submitted}
         self.on_result(dataclasses.replace(result, worker=worker[:8], worker_node=node[:8], attempts=call.attempt,
