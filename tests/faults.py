@@ -16,6 +16,8 @@ from typing import ClassVar
 from ray import cloudpickle
 
 from harness.core.records import Sample, SampleResult
+from harness.data.tasks import TaskSpec
+from harness.model.specs import ModelSpec
 from harness.run.pipeline import Decoded
 from harness.run.workers import DecodeInfo, DecodeWorker, ModelWorker
 
@@ -78,13 +80,13 @@ class FragileReplacement(CrashingWorker):
     """Dies on `victim` once; the actor started in its place dies loading (as on a node that is going down), and
     the one after that runs. Actors starting are counted in `tally` + ".actors"."""
 
-    def ready(self) -> tuple[str, str]:
+    def configure(self, spec: ModelSpec, tasks: tuple[TaskSpec, ...], prompt: str | None) -> tuple[str, str]:
         actors = self.tally.with_suffix(".actors")
         with actors.open("a") as f:
             f.write("actor\n")
         if len(actors.read_text().splitlines()) == 2:  # the first replacement
             os._exit(1)
-        return super().ready()
+        return super().configure(spec, tasks, prompt)
 
 
 def fragile_replacement(victim: str, tally: Path) -> type[ModelWorker]:

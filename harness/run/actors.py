@@ -10,17 +10,20 @@ Stage = Literal["decode", "model"]  # also the kind of actor a stage runs on
 
 
 class Pool:
-    """Actors of one kind, replaceable by slot, kept for the next run in this process with the same key.
+    """Actors of one kind, replaceable by slot, kept for the next run in this process with the same key (what
+    the processes are: worker class, threads, device, resources); each run configures them with its own setup.
 
     Starting an actor costs seconds (a process importing torch, then loading the model), more than a
-    short run; tests, `make bench` and multi-run comparisons reuse them.
+    short run; tests, `make bench`, sweeps and multi-run comparisons reuse them.
     """
 
     def __init__(self, key: tuple[Any, ...], make: Callable[[], Any], depth: int = 1) -> None:
         self.key = key
         self.make = make
         self.depth = depth  # calls each actor holds at once: with 2, the next is queued on it while one runs
+        self.setup: tuple[Any, ...] = ()  # the run's (spec, tasks, prompt), which `configure` gives each actor
         self.actors: list[Any] = []
+        self.configured: list[tuple[Any, ...] | None] = []  # the setup each actor was last configured with
         self.names: list[str] = []  # actor ids, for each result's `worker`
         self.nodes: list[str] = []  # the Ray node each actor runs on
         self.idle: deque[int] = deque()  # one entry per free call place: a slot appears up to `depth` times
@@ -28,9 +31,18 @@ class Pool:
     def replace(self, slot: int) -> Any:
         """A new actor in `slot` (the old one's free places go with it); the returned ref resolves to its
         (id, node) once it has loaded (`placed`)."""
-        self.actors[slot] = self.make()
+        self.actors[slot], self.configured[slot] = self.make(), None
         self.idle = deque(s for s in self.idle if s != slot)
-        return self.actors[slot].ready.remote()
+        return self.prepare(slot)
+
+    def prepare(self, slot: int) -> Any:
+        """Ref to the (id, node) of the actor in `slot` once it holds this run's setup: configured (its model loaded)
+        when it held another, merely asked otherwise."""
+        actor = self.actors[slot]
+        if self.configured[slot] == self.setup:
+            return actor.ready.remote()
+        self.configured[slot] = self.setup
+        return actor.configure.remote(*self.setup)
 
     def placed(self, slot: int, ready: tuple[str, str]) -> None:
         self.names[slot], self.nodes[slot] = ready
@@ -41,7 +53,7 @@ class Pool:
         self.idle.extend(slot for _ in range(self.depth) for slot in slots)
 
     def clear(self) -> None:
-        del self.actors[:], self.names[:], self.nodes[:]
+        del self.actors[:], self.configured[:], self.names[:], self.nodes[:]
 
 
 POOLS: dict[Stage, Pool] = {}  # this process's actors, by kind, across runs
@@ -58,22 +70,23 @@ def release(kind: Stage, key: tuple[Any, ...], count: int) -> None:
     if pool.key[0] == key[0]:  # key[0]: the Ray session; handles of an earlier cluster are gone anyway
         for actor in pool.actors[keep:]:
             ray.kill(actor)
-    del pool.actors[keep:], pool.names[keep:], pool.nodes[keep:]
+    del pool.actors[keep:], pool.configured[keep:], pool.names[keep:], pool.nodes[keep:]
 
 
-def ready_pool(kind: Stage, key: tuple[Any, ...], make: Callable[[], Any], count: int, depth: int = 1) -> Pool:
-    """`count` ready actors of `kind`, each taking `depth` calls at once: the cached ones when the key matches,
-    new ones otherwise."""
+def ready_pool(kind: Stage, key: tuple[Any, ...], make: Callable[[], Any], count: int, setup: tuple[Any, ...],
+               depth: int = 1) -> Pool:
+    """`count` ready actors of `kind` holding `setup`, each taking `depth` calls at once: the cached ones when the
+    key matches (configured anew when they held another setup), new ones otherwise."""
     import ray
 
     pool = POOLS.get(kind)
     if pool is None or pool.key != key:
         pool = POOLS[kind] = Pool(key, make)
-    pool.depth = depth
+    pool.depth, pool.setup = depth, setup
     pool.actors += [make() for _ in range(count - len(pool.actors))]
-    pool.names += [""] * (len(pool.actors) - len(pool.names))
-    pool.nodes += [""] * (len(pool.actors) - len(pool.nodes))
-    refs = {slot: pool.actors[slot].ready.remote() for slot in range(count)}
+    for column in (pool.configured, pool.names, pool.nodes):
+        column += [None if column is pool.configured else ""] * (len(pool.actors) - len(column))
+    refs = {slot: pool.prepare(slot) for slot in range(count)}
     for slot, ref in refs.items():
         try:
             pool.placed(slot, ray.get(ref))

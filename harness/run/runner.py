@@ -185,17 +185,17 @@ class Runner:
 
         model_cls = ray.remote(max_restarts=0, **model_opts)(self.model_worker)
         decode_cls = ray.remote(max_restarts=0, num_cpus=decode_cpus)(self.decode_worker)
-        args = (self.spec, self.tasks, self.prompt)
+        setup = (self.spec, self.tasks, self.prompt)
         session = ray.get_runtime_context().get_job_id()  # handles die with the cluster they belong to
-        model_key = (session, self.model_worker, *args, config.threads_per_worker, config.device, repr(model_opts))
-        decode_key = (session, self.decode_worker, *args, decode_cpus)
+        # Actors are kept across runs by what their process is (the spec is configured per run: `setup`).
+        model_key = (session, self.model_worker, config.threads_per_worker, config.device, repr(model_opts))
+        decode_key = (session, self.decode_worker, decode_cpus)
         release("model", model_key, models)
         release("decode", decode_key, decoders)
         self.pools = {
-            "model": ready_pool("model", model_key,
-                                lambda: model_cls.remote(*args, config.threads_per_worker, config.device), models,
-                                config.model_queue),
-            "decode": ready_pool("decode", decode_key, lambda: decode_cls.remote(*args), decoders),
+            "model": ready_pool("model", model_key, lambda: model_cls.remote(config.threads_per_worker, config.device),
+                                models, setup, config.model_queue),
+            "decode": ready_pool("decode", decode_key, decode_cls.remote, decoders, setup),
         }
         self.stats.model_actors, self.stats.decode_actors = models, decoders
 

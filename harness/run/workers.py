@@ -4,6 +4,7 @@ then run samples); a model worker names its device in every result (the driver k
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from harness.core.measure import PeakMemory, StageTimer
 from harness.core.records import Sample, SampleResult
 from harness.data.tasks import TaskSpec
 from harness.model.specs import ModelSpec
-from harness.run.pipeline import Decoded, pipelines
+from harness.run.pipeline import Decoded, Pipeline, pipelines
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,18 @@ def device_label(device: str) -> str:
 
 
 class DecodeWorker:
-    """A Ray actor body: probes, plans, decodes and selects frames on the CPU; never loads the model."""
+    """A Ray actor body: probes, plans, decodes and selects frames on the CPU; never loads the model. It serves run
+    after run: `configure` sets the run's spec and tasks (a process start costs seconds, more than a short run)."""
 
-    def __init__(self, spec: ModelSpec, tasks: tuple[TaskSpec, ...], prompt: str | None) -> None:
+    def __init__(self) -> None:
         import torch
 
         torch.set_num_threads(1)
+        self.pipelines: dict[str, Pipeline] = {}
+
+    def configure(self, spec: ModelSpec, tasks: tuple[TaskSpec, ...], prompt: str | None) -> tuple[str, str]:
         self.pipelines = pipelines(spec, tasks, prompt)
+        return actor_place()
 
     def ready(self) -> tuple[str, str]:
         return actor_place()
@@ -65,18 +71,29 @@ class DecodeWorker:
 
 
 class ModelWorker:
-    """A Ray actor body: loads the model once, then runs samples one at a time."""
+    """A Ray actor body: `configure` loads a run's model once, then samples run one at a time; the next run with
+    another spec configures the same process again (its imports warm; the previous model freed first)."""
 
-    def __init__(self, spec: ModelSpec, tasks: tuple[TaskSpec, ...], prompt: str | None, threads: int, device: str):
+    def __init__(self, threads: int, device: str):
         import torch
 
         torch.set_num_threads(threads)
         self.device = device
-        self.pipelines = pipelines(spec, tasks, prompt)
         self.device_label = device_label(device)
+        self.pipelines: dict[str, Pipeline] = {}
+
+    def configure(self, spec: ModelSpec, tasks: tuple[TaskSpec, ...], prompt: str | None) -> tuple[str, str]:
+        self.pipelines = {}
+        gc.collect()  # the previous model's memory back before the next one loads
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+        self.pipelines = pipelines(spec, tasks, prompt)
+        next(iter(self.pipelines.values())).backbone  # load weights (shared by the tasks) before the clock starts
+        return actor_place()
 
     def ready(self) -> tuple[str, str]:
-        next(iter(self.pipelines.values())).backbone  # load weights (shared by the tasks) before the clock starts
         return actor_place()
 
     def run(self, sample: Sample) -> SampleResult:
