@@ -272,7 +272,7 @@ class Runner:
             # started: they go back to the queue as they were, with no attempt counted against them.
             running, *queued = sorted([call, *self._evict(call.actor)], key=lambda c: c.seq)
             self._requeue(queued)
-            self._replace(running, kill=unreachable)  # an unreachable actor that comes back must not hold its slot
+            self._replace(running.stage, running.slot, kill=unreachable)  # one that comes back must not hold it
             self._retry_or_fail(running, exc, f"{call.stage} worker died")
             return
         except ray.exceptions.RayError as exc:  # a lost object or a task error: the actor lives on
@@ -285,14 +285,16 @@ class Runner:
 
     def _placed(self, ref: Any) -> None:
         """A replacement actor has loaded, or died loading (e.g. started on a node that was dying): then another
-        takes its place, up to RESTARTS times in a row; an actor whose constructor raised would raise again."""
+        takes its place, up to RESTARTS times in a row. One whose loading raised would raise again: the run stops
+        (its journal is whole; `--resume` finishes it)."""
         import ray
 
         pool, slot, tries = self.starting.pop(ref)
         try:
             pool.placed(slot, ray.get(ref))
-        except ray.exceptions.RayActorError as exc:
-            if exc.actor_init_failed or tries >= RESTARTS:
+        except ray.exceptions.RayError as exc:
+            died = isinstance(exc, ray.exceptions.RayActorError) and not exc.actor_init_failed
+            if not died or tries >= RESTARTS:
                 kind = next(k for k, p in self.pools.items() if p is pool)
                 raise RuntimeError(f"a replacement {kind} actor could not start ({tries} tries): "
                                    f"{first_line(exc)}") from None
@@ -304,18 +306,18 @@ class Runner:
     def _decoder_died(self, call: _Call, exc: Any) -> None:
         """The decode actor that produced `call`'s frames died. Its first failed call replaces it and counts as an
         attempt, as a model actor's death does; calls sent to it after it died go back to the queue uncounted."""
+        import ray
+
         decode = self.pools["decode"]
         if exc.actor_id not in decode.names:  # already replaced
             self.live -= 1
             self.pending.appendleft(_Queued(call.sample, call.attempt, call.submitted))
             return
         slot = decode.names.index(exc.actor_id)
-        import ray
-
         unreachable = isinstance(exc, ray.exceptions.ActorUnavailableError)  # e.g. its node died
         if unreachable:
             self.suspects.add(decode.nodes[slot])
-        self._replace(_Call(call.sample, call.attempt, call.submitted, "decode", slot, None, None), kill=unreachable)
+        self._replace("decode", slot, kill=unreachable)
         self._retry_or_fail(call, exc, "decode worker died")
 
     def _check_timeouts(self, now: float) -> None:
@@ -326,7 +328,7 @@ class Runner:
             if call.started is not None and now - call.started > limit:
                 del self.calls[ref]
                 self._requeue(self._evict(call.actor))  # killed with it before they started
-                self._replace(call, kill=True)
+                self._replace(call.stage, call.slot, kill=True)
                 self._finish(call, failure(call.sample, self.spec.name, "timeout",
                                            f"{call.stage} stage exceeded {limit:g} s"), "")
 
@@ -341,15 +343,15 @@ class Runner:
             self.live -= 1
             self.pending.appendleft(_Queued(call.sample, call.attempt, call.submitted))
 
-    def _replace(self, call: _Call, kill: bool = False) -> None:
-        """A new actor in the call's slot; `kill` the old one first when it is still running the call."""
+    def _replace(self, stage: Stage, slot: int, kill: bool = False) -> None:
+        """A new actor in `stage`'s `slot`; `kill` the old one first when it may still be running."""
         import ray
 
-        pool = self.pools[call.stage]
+        pool = self.pools[stage]
         if kill:
-            ray.kill(pool.actors[call.slot])
-        pool.names[call.slot] = ""  # until the new actor is placed: a late error naming the old one is not its
-        self.starting[pool.replace(call.slot)] = (pool, call.slot, 1)
+            ray.kill(pool.actors[slot])
+        pool.names[slot] = ""  # until the new actor is placed: a late error naming the old one is not its
+        self.starting[pool.replace(slot)] = (pool, slot, 1)
         self.stats.replaced_workers += 1
 
     def _retry_or_fail(self, call: _Call, exc: BaseException, where: str) -> None:
