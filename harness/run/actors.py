@@ -41,11 +41,13 @@ class Pool:
         actor = self.actors[slot]
         if self.configured[slot] == self.setup:
             return actor.ready.remote()
-        self.configured[slot] = self.setup
+        self.configured[slot] = None  # until it answers: a configure that raises leaves it unconfigured
         return actor.configure.remote(*self.setup)
 
     def placed(self, slot: int, ready: tuple[str, str]) -> None:
+        """The actor in `slot` answered `prepare`: it holds this run's setup (a failed configure is retried)."""
         self.names[slot], self.nodes[slot] = ready
+        self.configured[slot] = self.setup
 
 
     def open_all(self, slots: range | list[int]) -> None:

@@ -39,26 +39,38 @@ class Journal:
         self._file = path.open("a", encoding="utf-8")
         self._written = threading.Event()  # lines appended since the last fsync
         self._closing = threading.Event()
+        self._sync_error: OSError | None = None
         self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
         self._syncer.start()
 
     def append(self, result: SampleResult) -> None:
+        self._raise_sync_error()
         self._file.write(json.dumps(to_json(result), ensure_ascii=False) + "\n")
         self._file.flush()
         self._written.set()
 
     def _sync_loop(self) -> None:
-        while not self._closing.wait(self.sync_every_s):
-            if self._written.is_set():
-                self._written.clear()
-                os.fsync(self._file.fileno())  # of what was flushed: the driver's writes need no lock
+        try:
+            while not self._closing.wait(self.sync_every_s):
+                if self._written.is_set():
+                    self._written.clear()
+                    os.fsync(self._file.fileno())  # of what was flushed: the driver's writes need no lock
+        except OSError as exc:  # a full or failing disk: the driver hears of it at its next line
+            self._sync_error = exc
+
+    def _raise_sync_error(self) -> None:
+        if self._sync_error is not None:
+            raise OSError(f"{self.path}: fsync failed: {self._sync_error}") from self._sync_error
 
     def close(self) -> None:
         self._closing.set()
         self._syncer.join()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        try:
+            self._raise_sync_error()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
 
 
 def read_journal(path: Path) -> Iterator[SampleResult]:

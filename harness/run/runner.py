@@ -66,6 +66,7 @@ class _Call:
     seq: int = 0  # submission order of stage calls: an actor runs its calls in this order
     frames: Any = None  # ObjectRef of the Decoded frames, until the model call that takes them is submitted
     info: Any = None  # ObjectRef of the DecodeInfo (or the decode's failure SampleResult), likewise
+    decoder: tuple[int, Any] | None = None  # (slot, actor) that decoded it: whose death a failed model call reports
 
 
 def decoder_count(config: RunnerConfig, spec: ModelSpec) -> int:
@@ -205,6 +206,7 @@ class Runner:
         models = self.pools["model"]
         while self.ready and models.idle:
             call = self.ready.popleft()
+            call.decoder = (call.slot, call.actor)
             call.stage, call.slot = "model", models.idle.popleft()
             call.actor, call.started = models.actors[call.slot], self._start_time(models.actors[call.slot], now)
             call.seq = next(self.seq)
@@ -249,7 +251,8 @@ class Runner:
         self._next_starts(call, time.perf_counter())
         pool = self.pools[call.stage]
         if call.stage == "decode":  # its result goes on to a model actor by reference, unread here (P4)
-            pool.idle.append(call.slot)
+            if pool.actors[call.slot] is call.actor:  # not a call that was sent to an actor since replaced
+                pool.idle.append(call.slot)
             call.info = ref
             self.ready.append(call)
             return
@@ -298,27 +301,30 @@ class Runner:
                 kind = next(k for k, p in self.pools.items() if p is pool)
                 raise RuntimeError(f"a replacement {kind} actor could not start ({tries} tries): "
                                    f"{first_line(exc)}") from None
+            ray.kill(pool.actors[slot])  # unreachable is not dead: one that comes back must not hold its resources
             self.starting[pool.replace(slot)] = (pool, slot, tries + 1)
             self.stats.replaced_workers += 1
             return
         pool.open_all([slot])
 
     def _decoder_died(self, call: _Call, exc: Any) -> None:
-        """The decode actor that produced `call`'s frames died. Its first failed call replaces it and counts as an
-        attempt, as a model actor's death does; calls sent to it after it died go back to the queue uncounted."""
+        """The decode actor that produced `call`'s frames died. The first call to report it replaces it and counts as
+        an attempt, as a model actor's death does (when a call sent to the dead actor reports before the one it died
+        on, the count lands on that one); its other calls go back to the queue uncounted."""
         import ray
 
+        slot, actor = call.decoder
         decode = self.pools["decode"]
-        if exc.actor_id not in decode.names:  # already replaced
+        if decode.actors[slot] is not actor:  # already replaced
             self.live -= 1
             self.pending.appendleft(_Queued(call.sample, call.attempt, call.submitted))
             return
-        slot = decode.names.index(exc.actor_id)
         unreachable = isinstance(exc, ray.exceptions.ActorUnavailableError)  # e.g. its node died
         if unreachable:
             self.suspects.add(decode.nodes[slot])
+        self._requeue(self._evict(actor))  # a decode call sent to it since
         self._replace("decode", slot, kill=unreachable)
-        self._retry_or_fail(call, exc, "decode worker died")
+        self._retry_or_fail(call, exc.cause or exc, "decode worker died")
 
     def _check_timeouts(self, now: float) -> None:
         limit = self.config.sample_timeout_s

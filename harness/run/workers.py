@@ -52,6 +52,7 @@ class DecodeWorker:
         self.pipelines: dict[str, Pipeline] = {}
 
     def configure(self, spec: ModelSpec, tasks: tuple[TaskSpec, ...], prompt: str | None) -> tuple[str, str]:
+        self.pipelines = {}  # never the previous run's, should building these raise
         self.pipelines = pipelines(spec, tasks, prompt)
         return actor_place()
 

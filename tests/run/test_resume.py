@@ -142,3 +142,21 @@ def test_torn_last_line_is_cut_before_appending(tmp_path):
     results = list(read_journal(path))
     assert [r.id for r in results] == ["a", "c"] and results[1].frame_indices == (1, 2)
     assert path.read_text().count("\n") == 2 and os.path.getsize(path) > 0
+
+
+def test_a_failing_fsync_on_the_journal_thread_reaches_the_driver(tmp_path, monkeypatch):
+    def no_space(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    journal = Journal(tmp_path / "samples.jsonl", sync_every_s=0.01)
+    journal.append(SampleResult(id="a", task="t", model="m", status="ok", gold=0, pred=0, correct=True))
+    monkeypatch.setattr("harness.run.journal.os.fsync", no_space)
+    deadline = time.monotonic() + 30
+    while journal._sync_error is None and time.monotonic() < deadline:  # the thread's next interval
+        journal.append(SampleResult(id="b", task="t", model="m", status="ok", gold=0, pred=0, correct=True))
+        time.sleep(0.02)
+    with pytest.raises(OSError, match="samples.jsonl: fsync failed: .*No space left"):
+        journal.append(SampleResult(id="c", task="t", model="m", status="ok", gold=0, pred=0, correct=True))
+    with pytest.raises(OSError, match="fsync failed"):
+        journal.close()
+    assert [r.id for r in read_journal(tmp_path / "samples.jsonl")][0] == "a"  # what was written stays
