@@ -3,7 +3,7 @@
 import json
 import shutil
 
-from harness.bench.speed import bench_p1, best_times, frames_to_decode
+from harness.bench.speed import bench_p1, best_times, flow_shop_makespan, frames_to_decode
 from harness.bench.vilamp_scale import main as bench_vilamp
 
 
@@ -42,3 +42,9 @@ def test_vilamp_scale_small(tmp_path):
     assert (small["n_frames"], large["n_frames"]) == (40, 80)
     assert large["visual_tokens"] - small["visual_tokens"] == 40  # one merged token per extra non-keyframe
     assert report["ratio_80_vs_40"]["vilamp-tf"]["peak_rss_ratio"] > 0
+
+
+def test_flow_shop_makespan_exposes_the_first_decode_and_the_last_model_step():
+    assert flow_shop_makespan([(2.0, 1.0), (1.0, 1.0), (1.0, 1.0)]) == 5.0  # model waits 2 s, then never idles
+    assert flow_shop_makespan([(1.0, 3.0), (1.0, 3.0)]) == 7.0  # decode-bound start, model-bound after
+    assert flow_shop_makespan([]) == 0.0
