@@ -49,13 +49,18 @@ class Pool:
         self.names[slot], self.nodes[slot] = ready
         self.configured[slot] = self.setup
 
-
     def open_all(self, slots: range | list[int]) -> None:
         """Every place of `slots` free, the first place of each actor before any second (spread before queueing)."""
         self.idle.extend(slot for _ in range(self.depth) for slot in slots)
 
-    def clear(self) -> None:
-        del self.actors[:], self.configured[:], self.names[:], self.nodes[:]
+    def resize(self, count: int) -> None:
+        """Keep the first `count` slots, or start new actors (not yet configured or placed) up to `count`."""
+        del self.actors[count:], self.configured[count:], self.names[count:], self.nodes[count:]
+        for _ in range(count - len(self.actors)):
+            self.actors.append(self.make())
+            self.configured.append(None)
+            self.names.append("")
+            self.nodes.append("")
 
 
 POOLS: dict[Stage, Pool] = {}  # this process's actors, by kind, across runs
@@ -72,7 +77,7 @@ def release(kind: Stage, key: tuple[Any, ...], count: int) -> None:
     if pool.key[0] == key[0]:  # key[0]: the Ray session; handles of an earlier cluster are gone anyway
         for actor in pool.actors[keep:]:
             ray.kill(actor)
-    del pool.actors[keep:], pool.configured[keep:], pool.names[keep:], pool.nodes[keep:]
+    pool.resize(min(keep, len(pool.actors)))
 
 
 def ready_pool(kind: Stage, key: tuple[Any, ...], make: Callable[[], Any], count: int, setup: tuple[Any, ...],
@@ -85,9 +90,7 @@ def ready_pool(kind: Stage, key: tuple[Any, ...], make: Callable[[], Any], count
     if pool is None or pool.key != key:
         pool = POOLS[kind] = Pool(key, make)
     pool.depth, pool.setup = depth, setup
-    pool.actors += [make() for _ in range(count - len(pool.actors))]
-    for column in (pool.configured, pool.names, pool.nodes):
-        column += [None if column is pool.configured else ""] * (len(pool.actors) - len(column))
+    pool.resize(max(count, len(pool.actors)))
     refs = {slot: pool.prepare(slot) for slot in range(count)}
     for slot, ref in refs.items():
         try:

@@ -159,7 +159,7 @@ class Runner:
         for pool in {id(p): p for p, _, _ in self.starting.values()}.values():
             for actor in pool.actors:
                 ray.kill(actor)
-            pool.clear()
+            pool.resize(0)
         self.starting.clear()
 
     def _start_actors(self) -> None:
