@@ -5,14 +5,11 @@ positions."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from harness.core.records import LlmPrune
-
-if TYPE_CHECKING:  # transformers loads on first use: the spec check needs only the class attributes
-    pass
 
 
 def causal_mask(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -22,15 +22,12 @@ LLaVA-Video patch gives its per-row newlines patch positions of their own).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from harness.backbones.fastv import causal_mask, last_token_attention
 from harness.core.records import LlmFuse
-
-if TYPE_CHECKING:  # transformers loads on first use: the spec check needs only the class attributes
-    pass
 
 
 @dataclass

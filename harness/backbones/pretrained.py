@@ -4,18 +4,14 @@ path: what LLaVA-OV, LLaVA-Video and Qwen2.5-VL share as registry classes (Backb
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from harness.backbones.base import bind_arguments
 from harness.backbones.decoding import ChatBackbone
 from harness.core.config import ConfigError
 from harness.hf.loading import check_attn_implementation, check_checkpoint, load_pretrained, resolve_dtype
 from harness.hf.text import stop_ids
-
-if TYPE_CHECKING:  # transformers loads on first use: the spec check needs only the class attributes
-    pass
 
 
 class PretrainedBackbone(ChatBackbone):
@@ -45,14 +41,14 @@ class PretrainedBackbone(ChatBackbone):
         cls, *, checkpoint: str | None = None, tiny_seed: int | None = None, dtype: str = "float32",
         device: str = "cpu", attn_implementation: str = "sdpa", num_threads: int | None = None,
     ) -> Self:
-        from transformers import AutoProcessor
+        import transformers
 
         cls._check(checkpoint, tiny_seed, dtype, attn_implementation)
         seed = cls._tiny_seed(checkpoint, tiny_seed)
         source = str(checkpoint) if seed is None else str(cls.tiny_checkpoint(seed))
-        model_class = getattr(importlib.import_module("transformers"), cls.model_class)
-        model, processor = load_pretrained(model_class, AutoProcessor, source, dtype=dtype, device=device,
-                                           attn_implementation=attn_implementation, num_threads=num_threads)
+        model, processor = load_pretrained(getattr(transformers, cls.model_class), transformers.AutoProcessor, source,
+                                           dtype=dtype, device=device, attn_implementation=attn_implementation,
+                                           num_threads=num_threads)
         return cls(model, processor, cls.family if seed is None else cls.tiny_name)
 
     @classmethod
