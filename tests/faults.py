@@ -25,7 +25,9 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 class CrashingWorker(ModelWorker):
-    """Calls os._exit(1) on receiving `victim`, on each of its first `crashes` attempts.
+    """Calls os._exit(1) at the end of its work on `victim`, as a crash in the model's forward pass would, on each
+    of its first `crashes` attempts. Dying the instant a call starts could lose the reply of the call before it
+    while still unsent (no driver can then tell which call the actor died on).
 
     Attempts are counted in the file `tally` (one line each), since a dying actor keeps no state of its own.
     """
@@ -35,13 +37,15 @@ class CrashingWorker(ModelWorker):
     tally: ClassVar[Path]
 
     def run(self, sample: Sample) -> SampleResult:  # decode_in_model
+        result = super().run(sample)
         self._maybe_die(sample)
-        return super().run(sample)
+        return result
 
     def infer(self, decoded: Decoded | None, info: DecodeInfo | SampleResult) -> SampleResult:  # pipelined
+        result = super().infer(decoded, info)
         if isinstance(info, DecodeInfo):
             self._maybe_die(info.sample)
-        return super().infer(decoded, info)
+        return result
 
     def _maybe_die(self, sample: Sample) -> None:
         if sample.id != self.victim:

@@ -35,6 +35,7 @@ from harness.run.pipeline import decodes_in_model, failure
 from harness.run.raycluster import alive_nodes, lost_nodes, start_ray
 from harness.run.workers import DecodeWorker, ModelWorker
 
+SETTLE_S = 10.0  # how long a dead actor's other calls may take to fail (or deliver a reply sent before it died)
 RESTARTS = 3  # replacements in a row that may die loading (their node dying too) before the run gives up
 # How Ray 2.60 words a call whose argument's producing call failed (it re-raises that failure as the call's own).
 ARGUMENTS_FAILED = "input arguments for this task could not be computed"
@@ -271,9 +272,9 @@ class Runner:
             unreachable = isinstance(exc, ray.exceptions.ActorUnavailableError)  # e.g. its node died
             if unreachable:
                 self.suspects.add(pool.nodes[call.slot])
-            # Its calls all fail at once, in any order; it was running the first one submitted, the others never
-            # started: they go back to the queue as they were, with no attempt counted against them.
-            running, *queued = sorted([call, *self._evict(call.actor)], key=lambda c: c.seq)
+            # The calls that died with it fail in any order; it was running the first one submitted, the others
+            # never started: they go back to the queue as they were, with no attempt counted against them.
+            running, *queued = sorted([call, *self._settle(call.actor, pool)], key=lambda c: c.seq)
             self._requeue(queued)
             self._replace(running.stage, running.slot, kill=unreachable)  # one that comes back must not hold it
             self._retry_or_fail(running, exc, f"{call.stage} worker died")
@@ -283,8 +284,27 @@ class Runner:
             self._retry_or_fail(call, exc, call.stage)
             return
         pool.idle.append(call.slot)
+        self._answered(call, value, pool)
+
+    def _answered(self, call: _Call, value: SampleResult, pool: Pool) -> None:
         # A decode that failed (missing video, …) comes back through the model actor stamped with its decoder.
         self._finish(call, value, value.worker or pool.names[call.slot], value.worker_node or pool.nodes[call.slot])
+
+    def _settle(self, actor: Any, pool: Pool) -> list[_Call]:
+        """The dead `actor`'s other calls that died with it, once Ray has settled each: one that answered just before
+        the death (its reply can reach the driver after the death does) is finished as usual, not run again."""
+        import ray
+
+        refs = [ref for ref, call in self.calls.items() if call.actor is actor]
+        ray.wait(refs, num_returns=len(refs), timeout=SETTLE_S)  # an empty list returns at once
+        died = []
+        for ref in refs:
+            call = self.calls.pop(ref)
+            try:
+                self._answered(call, ray.get(ref, timeout=0), pool)
+            except ray.exceptions.RayError:  # failed with the actor, or not settled in time (GetTimeoutError)
+                died.append(call)
+        return died
 
     def _placed(self, ref: Any) -> None:
         """A replacement actor has loaded, or died loading (e.g. started on a node that was dying): then another
