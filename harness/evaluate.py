@@ -28,7 +28,8 @@ from harness.results.summary import RunSummary, build_summary, provenance, write
 from harness.run.config import RunnerConfig
 from harness.run.interrupt import interrupted_in
 from harness.run.journal import Journal, finished
-from harness.run.runner import Runner, decoder_count, join_cluster
+from harness.run.raycluster import join_cluster
+from harness.run.runner import Runner, decoder_count
 from harness.scoring.extract import extractor_name
 from harness.scoring.metrics import submission
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.core.config import ConfigError
 from harness.core.paths import cache_dir
+from harness.run.config import RunnerConfig
 from harness.run.interrupt import signal_handlers_kept
 
 _QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
@@ -188,3 +189,23 @@ def lost_nodes(start: set[str], suspects: set[str], wait_s: float = NODE_VERDICT
         if suspects <= dead or time.monotonic() >= deadline:
             return sorted(dead)
         time.sleep(0.5)
+
+
+def join_cluster(config: RunnerConfig, decoders: int) -> dict[str, float]:
+    """Start (or join) the Ray cluster and return its resources; a ConfigError (one line) when GPU placement finds no
+    GPU on it, so `eval` stops before any run directory or actor exists."""
+    import ray
+
+    start_ray(num_cpus=max(config.workers * config.threads_per_worker + decoders, 1), address=config.ray_address)
+    resources = ray.cluster_resources()
+    if config.on_gpus and int(resources.get("GPU", 0)) < 1:
+        where = f"the Ray cluster at {config.ray_address}" if config.ray_address else "this machine's Ray cluster"
+        asked = f"device {config.device!r}" if config.device.startswith("cuda") else "placement gpu"
+        raise ConfigError(f"{asked} places one model actor per GPU, but {where} has no GPU "
+                          f"resource (its resources: {_resource_line(resources)}); use --device cpu, or start the "
+                          "worker nodes with --num-gpus")
+    return resources
+
+
+def _resource_line(resources: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()) if k in ("CPU", "GPU", "memory")) or "none"
