@@ -146,13 +146,17 @@ def journal_lines(out: Path, n: int, proc: subprocess.Popen[str]) -> Path:
 @pytest.fixture(scope="module")
 def reference(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The uninterrupted run's summary: the same samples on a local cluster, the model step free (the fixed-cost
-    backbone's answer depends on the frames alone, so only the timings differ from the slow runs)."""
+    backbone's answer depends on the frames alone, so only the timings differ from the slow runs), one sample at
+    a time (nor do the queue bounds change an answer)."""
     out = tmp_path_factory.mktemp("reference")
     finish([sys.executable, "-m", "harness", "eval", "--task", "needle", "--model", "slow", "--limit", str(LIMIT),
-            "--set", "backbone.step_s=0", "--workers", "1", "--decode-workers", "1", "--no-wandb", "--out", str(out)],
-           env)
+            "--set", "backbone.step_s=0", "--workers", "1", "--decode-workers", "1", "--model-queue", "1",
+            "--max-in-flight", "1", "--no-wandb", "--out", str(out)], env)
     (run_dir,) = out.iterdir()
-    return json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    asked = json.loads((run_dir / "config.json").read_text())["runner"]
+    assert (asked["model_queue"], asked["max_in_flight"], summary["runner"]["peak_in_flight"]) == (1, 1, 1)
+    return summary
 
 
 @pytest.mark.slow  # four tiny LLaVA-OV actors loading: the README's own eval line; CI runs the node-loss test below

@@ -17,7 +17,7 @@ from harness.data.tasks import get_task
 from harness.model.specs import Component, ModelSpec
 from harness.run.config import RunnerConfig, RunStats
 from harness.run.journal import Journal, read_journal
-from harness.run.runner import Runner
+from harness.run.runner import Runner, run_order
 from harness.run.workers import DecodeWorker, ModelWorker
 
 TASK = get_task("needle")
@@ -146,3 +146,14 @@ def test_sample_over_the_timeout_is_recorded_and_its_worker_replaced(ray_cluster
     assert statuses[(long.id, "timeout")] == 1 and "exceeded 4 s" in next(r.error for r in results if r.id == long.id)
     assert statuses[(short.id, "ok")] + statuses[(short.id, "unparsed")] == 2, [(r.status, r.error) for r in results]
     assert stats.replaced_workers == 1
+
+
+def test_the_shortest_open_a_run_then_the_longest_go_first():
+    samples = [Sample(id=f"s{d}", task="needle", video="v.mp4", question="q?", options=("a", "b"), answer=0,
+                      duration_s=float(d)) for d in (30, 600, 60, 3600, 10, 120)]
+
+    def durations(openers):
+        return [s.duration_s for s in run_order(samples, openers)]
+    assert durations(2) == [10, 30, 3600, 600, 120, 60]  # two openers (e.g. max_in_flight), shortest first
+    assert durations(0) == [3600, 600, 120, 60, 30, 10]
+    assert durations(99) == [10, 30, 60, 120, 600, 3600]
