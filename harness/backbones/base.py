@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 from harness.core.config import ConfigError
@@ -45,7 +46,9 @@ class BackboneClass(Protocol):
     `load(**args)` builds an instance (building a tiny checkpoint on first use). `preflight(**args)` raises
     ConfigError (one line) for arguments or checkpoints that cannot work, without loading weights.
     `tokens_per_frame_for(**args)` is the visual tokens per frame for those arguments, known from the config
-    alone, or None when it depends on the frame size (Qwen2.5-VL's dynamic resolution).
+    alone, or None when it depends on the frame size (Qwen2.5-VL's dynamic resolution). `checkpoint_dir(**args)`
+    is the directory `load` reads the weights from when it is one on disk (a tiny checkpoint is built on first
+    use), else None: what the cost model reads a config.json from.
     """
 
     hooks: ClassVar[frozenset[str]]
@@ -60,6 +63,9 @@ class BackboneClass(Protocol):
 
     @classmethod
     def tokens_per_frame_for(cls, **args: Any) -> int | None: ...
+
+    @classmethod
+    def checkpoint_dir(cls, **args: Any) -> Path | None: ...
 
 
 def bind_arguments(backbone: str, load: Callable[..., Any], args: Mapping[str, Any]) -> dict[str, Any]:

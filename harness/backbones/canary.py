@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Self
 from harness.backbones.base import bind_arguments
 from harness.backbones.llava_ov import LlavaOvBackbone, local_tokens_per_frame
 from harness.core.paths import canary_weights
+from harness.hf.checkpoints import on_disk
 
 CANARY_CHECKPOINT = canary_weights("llava-ov")
 
@@ -38,6 +39,10 @@ class CanaryBackbone(LlavaOvBackbone):
     @classmethod
     def tokens_per_frame_for(cls, **args: Any) -> int:
         return local_tokens_per_frame(Path(cls._checkpoint(bind_arguments(cls.family, cls.load, args)["checkpoint"])))
+
+    @classmethod
+    def checkpoint_dir(cls, **args: Any) -> Path | None:
+        return on_disk(cls._checkpoint(bind_arguments(cls.family, cls.load, args)["checkpoint"]))
 
     @staticmethod
     def _checkpoint(checkpoint: str | None) -> str:

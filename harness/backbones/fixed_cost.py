@@ -42,6 +42,10 @@ class FixedCost:
     def tokens_per_frame_for(cls, **args: Any) -> int:
         return int(bind_arguments("fixed-cost", cls, args)["tokens_per_frame"])
 
+    @classmethod
+    def checkpoint_dir(cls, **args: Any) -> None:  # no weights
+        bind_arguments("fixed-cost", cls, args)
+
     def encode_frames(self, frames: Frames) -> EncodedVideo:
         # One token per frame: its mean RGB (the pixels must reach the model, or nothing was tested).
         pixels = np.asarray(frames.pixels, dtype=np.float32).reshape(len(frames), -1, 3)

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Self
 from harness.backbones.base import bind_arguments
 from harness.backbones.decoding import ChatBackbone
 from harness.core.config import ConfigError
+from harness.hf.checkpoints import on_disk
 from harness.hf.loading import check_attn_implementation, check_checkpoint, load_pretrained, resolve_dtype
 from harness.hf.text import stop_ids
 
@@ -57,6 +58,12 @@ class PretrainedBackbone(ChatBackbone):
         resolves offline (a hub id must be in the local HF cache)."""
         bound = bind_arguments(cls.family, cls.load, args)
         cls._check(bound["checkpoint"], bound["tiny_seed"], bound["dtype"], bound["attn_implementation"])
+
+    @classmethod
+    def checkpoint_dir(cls, **args: Any) -> Path | None:
+        bound = bind_arguments(cls.family, cls.load, args)
+        seed = cls._tiny_seed(bound["checkpoint"], bound["tiny_seed"])
+        return cls.tiny_checkpoint(seed) if seed is not None else on_disk(bound["checkpoint"])
 
     @classmethod
     def _check(cls, checkpoint: str | None, tiny_seed: int | None, dtype: str, attn_implementation: str) -> None:

@@ -14,15 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.backbones import BACKBONES
-from harness.backbones.base import bind_arguments
-from harness.backbones.canary import CANARY_CHECKPOINT, CanaryBackbone
-from harness.backbones.pretrained import PretrainedBackbone
 from harness.core.config import ConfigError
 from harness.methods.encoders import CANARY_CLIP, build_tiny_clip
 from harness.model.specs import ModelSpec
-from harness.vilamp.model import HF_REPO as VILAMP_REPO
-from harness.vilamp.model import SO400M as VILAMP_SIGLIP
-from harness.vilamp.model import ViLAMPBackbone, ViLAMPTinyBackbone, official_dir, tiny_vilamp_checkpoint
+from harness.vilamp.checkpoint import HF_REPO as VILAMP_REPO
+from harness.vilamp.checkpoint import SO400M as VILAMP_SIGLIP
 
 
 @dataclass(frozen=True)
@@ -134,7 +130,7 @@ def read_architecture(directory: Path, name: str, tokens_per_frame: int | None) 
                       full_layers=tuple(v["fullatt_block_indexes"]))
         wide = v["hidden_size"] * merge * merge
         return Architecture(name, str(directory), tower, (wide, wide, v["out_hidden_size"]), _llm(t), None)
-    if kind == "llava_qwen":  # ViLAMP: the stored SigLIP lacks its last layer (harness.vilamp.model._vision_config)
+    if kind == "llava_qwen":  # ViLAMP: the stored SigLIP lacks its last layer (harness.vilamp.checkpoint._vision_config)
         v = {**VILAMP_SIGLIP, **cfg.get("harness_vision_config", {})}
         clip = cfg.get("harness_clip_config", {}).get("vision_config")
         return Architecture(name, str(directory), _siglip(v, v["num_hidden_layers"] - 1),
@@ -193,20 +189,4 @@ def architecture_of(spec: ModelSpec) -> Architecture:
 
 def local_checkpoint(spec: ModelSpec) -> Path | None:
     """The directory the spec's backbone loads from, when it is one on disk (a tiny checkpoint or a local path)."""
-    cls = BACKBONES.get(spec.backbone.name)
-    if issubclass(cls, ViLAMPTinyBackbone):
-        return tiny_vilamp_checkpoint(bind_arguments(spec.backbone.name, cls.load, spec.backbone.args)["seed"])
-    if issubclass(cls, ViLAMPBackbone):
-        directory = official_dir(spec.backbone.args.get("checkpoint"))
-        return directory if (directory / "config.json").is_file() else None
-    if issubclass(cls, PretrainedBackbone):
-        args = bind_arguments(spec.backbone.name, cls.load, spec.backbone.args)
-        if issubclass(cls, CanaryBackbone):  # the trained canary shipped in the repo unless told another
-            path = Path(args["checkpoint"] or CANARY_CHECKPOINT).expanduser()
-            return path if (path / "config.json").is_file() else None
-        seed = cls._tiny_seed(args["checkpoint"], args["tiny_seed"])  # the class's own rule for which one it loads
-        if seed is not None:
-            return cls.tiny_checkpoint(seed)
-        path = Path(args["checkpoint"]).expanduser()
-        return path if (path / "config.json").is_file() else None
-    return None
+    return BACKBONES.get(spec.backbone.name).checkpoint_dir(**spec.backbone.args)

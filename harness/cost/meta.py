@@ -61,7 +61,8 @@ from harness.hf.text import ENDOFTEXT, IM_END, IMAGE, VIDEO, tiny_tokenizer
 from harness.methods.encoders import CLIPEncoder
 from harness.model.specs import ModelSpec
 from harness.model.video_model import VideoModel
-from harness.vilamp.model import ViLAMPBackbone, build_model
+from harness.vilamp.checkpoint import build_model
+from harness.vilamp.model import ViLAMPBackbone
 
 META, CPU = torch.device("meta"), torch.device("cpu")
 aten = torch.ops.aten

@@ -1,4 +1,4 @@
-"""Parameter counts of an `Architecture`, module by module as transformers (and harness.vilamp.model) build it; the
+"""Parameter counts of an `Architecture`, module by module as transformers and harness.vilamp.checkpoint build it; the
 weights' memory is these × the dtype's bytes."""
 
 from __future__ import annotations

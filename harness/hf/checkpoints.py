@@ -64,6 +64,12 @@ def ensure_built(directory: Path, write: Write) -> Path:
     return directory
 
 
+def on_disk(path: str | Path) -> Path | None:
+    """`path` when it is a checkpoint directory here (it holds a config.json), else None (e.g. a hub id)."""
+    directory = Path(path).expanduser()
+    return directory if (directory / "config.json").is_file() else None
+
+
 def tiny_checkpoint(kind: str, version: int, seed: int, write: Write) -> Path:
     """The cached tiny checkpoint `kind` for `seed`, written by `write` on first use.
 

@@ -14,6 +14,7 @@ from transformers.video_utils import VideoMetadata
 from harness.backbones import BACKBONES
 from harness.backbones.fastv import causal_mask, prefill_pruned
 from harness.cli import main
+from harness.core.config import ConfigError
 from harness.core.records import Frames, FrameSelection, GenerationConfig, LlmPrune, Prompt, Sample, VisualSequence
 from harness.core.status import ANSWERED
 from harness.data.samples import load_samples
@@ -260,3 +261,23 @@ def test_checkpoint_directory_errors(tmp_path):
         resolve_checkpoint(str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="exactly one of"):
         BACKBONES.get("qwen25vl").load()
+
+
+def test_each_backbone_names_the_directory_it_loads(tmp_path, monkeypatch):
+    """What the cost model reads a config.json from: the tiny checkpoint, a local directory, or None."""
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "config.json").write_text("{}")
+    monkeypatch.setenv("HARNESS_VILAMP", str(tmp_path / "no-vilamp-here"))
+    tiny = BACKBONES.get("tiny").checkpoint_dir()
+    assert tiny is not None and (tiny / "config.json").is_file()
+    assert BACKBONES.get("qwen25vl").checkpoint_dir(tiny_seed=0) == BACKBONES.get("qwen25vl").tiny_checkpoint(0)
+    assert BACKBONES.get("llava-ov").checkpoint_dir(checkpoint=str(local)) == local
+    assert BACKBONES.get("llava-ov").checkpoint_dir(checkpoint="llava-hf/some-hub-id") is None
+    assert BACKBONES.get("canary").checkpoint_dir(checkpoint=str(local)) == local
+    assert BACKBONES.get("vilamp").checkpoint_dir() is None  # the 7B is not on this machine
+    assert BACKBONES.get("vilamp").checkpoint_dir(checkpoint=str(local)) == local
+    assert (BACKBONES.get("vilamp-tiny").checkpoint_dir(seed=0) / "config.json").is_file()
+    assert BACKBONES.get("fixed-cost").checkpoint_dir(step_s=0.1) is None
+    with pytest.raises(ConfigError, match="unknown argument 'sed'"):
+        BACKBONES.get("vilamp-tiny").checkpoint_dir(sed=0)

@@ -16,15 +16,14 @@ from harness.data.samples import ensure_data, resolve_root
 from harness.data.tasks import get_task
 from harness.methods.hooks import HookUnavailable
 from harness.vilamp import vilamp_visual_tokens
-from harness.vilamp.model import (
+from harness.vilamp.checkpoint import (
     CheckpointLayoutError,
-    ViLAMPBackbone,
-    ViLAMPTinyBackbone,
     build_model,
     load_official,
     save_official,
     tiny_vilamp_checkpoint,
 )
+from harness.vilamp.model import ViLAMPBackbone, ViLAMPTinyBackbone
 
 
 @pytest.fixture(scope="module")
