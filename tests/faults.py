@@ -62,18 +62,20 @@ def crashing(victim: str, crashes: int, tally: Path) -> type[ModelWorker]:
 
 
 class CrashingDecoder(DecodeWorker):
-    """A decode actor calling os._exit(1) on `victim`'s first attempt (counted in the file `tally`)."""
+    """A decode actor calling os._exit(1) at the end of its work on `victim`'s first attempt (counted in the file
+    `tally`), as CrashingWorker does."""
 
     victim: ClassVar[str]
     tally: ClassVar[Path]
 
     def decode(self, sample: Sample) -> tuple[DecodeInfo | SampleResult, Decoded | None]:
+        decoded = super().decode(sample)
         if sample.id == self.victim:
             with self.tally.open("a") as f:
                 f.write("attempt\n")
             if len(self.tally.read_text().splitlines()) == 1:
                 os._exit(1)
-        return super().decode(sample)
+        return decoded
 
 
 def crashing_decoder(victim: str, tally: Path) -> type[DecodeWorker]:

@@ -315,8 +315,9 @@ class Runner:
 
     def _decoder_died(self, call: _Call, exc: Any) -> None:
         """The decode actor that produced `call`'s frames died. The first call to report it replaces it and counts as
-        an attempt, as a model actor's death does (when a call sent to the dead actor reports before the one it died
-        on, the count lands on that one); its other calls go back to the queue uncounted."""
+        an attempt, as a model actor's death does: a decoder holds one call at a time, so that is the one it died on
+        (unless it died within moments of answering the call before, whose unsent reply died with it); a later
+        report goes back to the queue uncounted."""
         import ray
 
         slot, actor = call.decoder
