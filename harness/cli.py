@@ -60,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="finish an interrupted run: skip the samples in RUN_DIR/samples.jsonl (same config only)")
     e.add_argument("--decode-workers", type=_positive, default=None, help="CPU decode actors (default: --workers)")
-    e.add_argument("--model-queue", type=_positive, default=2,
+    e.add_argument("--model-queue", type=_positive, default=None,
                    help="calls each model actor holds at once: the next waits on it while one runs (default: 2)")
     e.add_argument("--max-in-flight", type=_positive, default=None,
                    help="samples decoded or decoding at once, which bounds memory (default: model queue + 1 per "
@@ -281,8 +281,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         runner=RunnerConfig(workers=args.workers, threads_per_worker=args.threads_per_worker, device=args.device,
                             ray_address=args.ray_address, decode_workers=args.decode_workers,
                             sample_timeout_s=args.sample_timeout, max_retries=args.max_retries,
-                            placement=args.placement, model_queue=args.model_queue,
-                            max_in_flight=args.max_in_flight),
+                            placement=args.placement, max_in_flight=args.max_in_flight,
+                            **({} if args.model_queue is None else {"model_queue": args.model_queue})),
     )
     if suite_name(args.task) is not None:  # several tasks: one queue, a run directory each, the suite table
         runs = resolve_all(request)  # all checked before Ray or a directory exists

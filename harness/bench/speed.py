@@ -40,10 +40,11 @@ from harness.data.samples import load_samples
 from harness.data.tasks import get_task
 from harness.model.specs import Component, ModelSpec
 from harness.results.summary import build_summary, markdown_table, provenance
+from harness.run.calls import run_order
 from harness.run.config import RunnerConfig, RunStats
 from harness.run.journal import Journal
 from harness.run.pipeline import Decoded, Pipeline
-from harness.run.runner import Runner, run_order
+from harness.run.runner import Runner
 from harness.video.reader import keyframe_positions
 
 TARGETS = {"P1": 0.75, "P2": 1.05, "P3_speedup": 1.8, "P3_makespan": 1.1, "P4_ms": 2.0}
@@ -225,12 +226,11 @@ def bench_runner(out_dir: Path) -> dict[str, Any]:
     warm, _ = timed_run(samples, fixed_cost(0.0, 0.0), RunnerConfig(workers=1, decode_workers=1))
     step = warm.decode_busy_s / warm.samples  # P2's model step = mean decode time: the hardest case to overlap
     out["p2_model_step_s"] = step
-    pipelined = RunnerConfig(workers=1, decode_workers=1)
-    p2, p2_results = timed_run(samples, fixed_cost(step, 0.0), pipelined)
+    p2, p2_results = timed_run(samples, fixed_cost(step, 0.0), RunnerConfig(workers=1, decode_workers=1))
     seq, _ = timed_run(samples, fixed_cost(step, 0.0), RunnerConfig(workers=1, decode_in_model=True))
-    # One decoder: the model takes the samples in the order they were handed out (max_in_flight openers).
+    # One decoder: the model takes the samples in the order they were handed out.
     times = {r.id: (r.timings_s.get("decode_total", 0.0), r.timings_s.get("infer_total", 0.0)) for r in p2_results}
-    floor = flow_shop_makespan([times[s.id] for s in run_order(samples, pipelined.model_queue + 1)])
+    floor = flow_shop_makespan([times[s.id] for s in run_order(samples, p2.max_in_flight)])
     busy = max(p2.decode_busy_s, p2.model_busy_s)
     out["P2"] = {"pipelined": dataclasses.asdict(p2), "decode_in_model": dataclasses.asdict(seq),
                  "ratio": p2.makespan_s / busy, "floor_s": floor, "floor_ratio": floor / busy,

@@ -55,7 +55,8 @@ class RunStats:
     longest_sample_s: float = 0.0
     retries: int = 0
     replaced_workers: int = 0
-    peak_in_flight: int = 0  # most samples decoded or decoding at once (bounded by max_in_flight)
+    max_in_flight: int = 0  # the bound on samples decoded or decoding at once (also how many open the run)
+    peak_in_flight: int = 0  # most samples decoded or decoding at once
     model_actors: int = 0
     decode_actors: int = 0
     nodes: int = 0  # alive when the run started

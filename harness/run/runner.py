@@ -1,4 +1,5 @@
-"""Ray runner: CPU decode workers feeding model actors, from one dynamic queue, longest video first.
+"""Ray runner: CPU decode workers feeding model actors, from one dynamic queue (longest video first, after a few
+short ones: harness.run.calls.run_order).
 
 Decoding and frame selection run in decode actors; the decoded frames wait in Ray's object store until a
 model actor (one per GPU; `workers` of them on the CPU) is free, so the model never waits on a video it
@@ -21,14 +22,14 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from harness.core.records import Sample, SampleResult
 from harness.core.status import Status, failure_status, first_line
 from harness.data.tasks import TaskSpec
 from harness.model.specs import ModelSpec
 from harness.run.actors import Pool, Stage, ready_pool, release
+from harness.run.calls import Call, Queued, run_order
 from harness.run.config import RunnerConfig, RunStats
 from harness.run.pipeline import decodes_in_model, failure
 from harness.run.raycluster import alive_nodes, join_cluster, lost_nodes
@@ -38,40 +39,6 @@ SETTLE_S = 10.0  # how long a dead actor's other calls may take to fail (or deli
 RESTARTS = 3  # replacements in a row that may die loading (their node dying too) before the run gives up
 # How Ray 2.60 words a call whose argument's producing call failed (it re-raises that failure as the call's own).
 ARGUMENTS_FAILED = "input arguments for this task could not be computed"
-
-
-def run_order(samples: Sequence[Sample], openers: int) -> list[Sample]:
-    """Longest video first, so that the last to finish are short and the workers end together, but opened by the
-    `openers` shortest, shortest first: until the decoders are ahead each model actor waits on its first decodes,
-    and short ones end that wait soonest (P2 in `make bench`: the floor 1.023 → 1.002 of the model's busy time)."""
-    ordered = sorted(samples, key=lambda s: -(s.duration_s or 0.0))
-    split = len(ordered) - min(openers, len(ordered))
-    return ordered[split:][::-1] + ordered[:split]
-
-
-class _Queued(NamedTuple):
-    """A sample waiting for its next attempt."""
-
-    sample: Sample
-    attempt: int
-    submitted: float | None  # when its first attempt started: a retry's in-flight time counts from there
-
-
-@dataclass
-class _Call:
-    """One sample's stage call in flight on one actor."""
-
-    sample: Sample
-    attempt: int
-    submitted: float
-    stage: Stage
-    slot: int
-    actor: Any  # the actor handle it was submitted to (a slot's actor may be replaced meanwhile)
-    started: float | None  # when this stage started (the timeout's clock); None while queued behind another call
-    seq: int = 0  # submission order of stage calls: an actor runs its calls in this order
-    frames: Any = None  # ObjectRef of the Decoded frames, until the model call that takes them is submitted
-    info: Any = None  # ObjectRef of the DecodeInfo (or the decode's failure SampleResult), likewise
-    decoder: tuple[int, Any] | None = None  # (slot, actor) that decoded it: whose death a failed model call reports
 
 
 def decoder_count(config: RunnerConfig, spec: ModelSpec) -> int:
@@ -97,9 +64,9 @@ class Runner:
         self.on_result, self.model_worker, self.decode_worker = on_result, model_worker, decode_worker
         self.in_model = config.decode_in_model or decodes_in_model(spec)
         self.stats = RunStats()
-        self.pending: deque[_Queued] = deque(_Queued(s, 1, None) for s in samples)  # ordered once the actors are up
-        self.ready: deque[_Call] = deque()  # decoded, waiting for a model actor
-        self.calls: dict[Any, _Call] = {}  # ObjectRef → stage call in flight
+        self.pending: deque[Queued] = deque(Queued(s, 1, None) for s in samples)  # ordered once the actors are up
+        self.ready: deque[Call] = deque()  # decoded, waiting for a model actor
+        self.calls: dict[Any, Call] = {}  # ObjectRef → stage call in flight
         self.seq = itertools.count()
         self.starting: dict[Any, tuple[Pool, int, int]] = {}  # ready() ref → (pool, slot, tries) of a replacement
         self.live = 0  # samples decoding, decoded or in the model stage: at most max_in_flight
@@ -168,8 +135,9 @@ class Runner:
         free = resources.get("CPU", 0.0) - models * model_opts["num_cpus"]
         decode_cpus = min(1.0, free / decoders) if decoders and free > 0 else 0.0
         self.max_in_flight = max(config.max_in_flight or (config.model_queue + 1) * models, models)
+        self.stats.max_in_flight = self.max_in_flight
         order = run_order([queued.sample for queued in self.pending], self.max_in_flight)
-        self.pending = deque(_Queued(s, 1, None) for s in order)
+        self.pending = deque(Queued(s, 1, None) for s in order)
 
         model_cls = ray.remote(max_restarts=0, **model_opts)(self.model_worker)
         decode_cls = ray.remote(max_restarts=0, num_cpus=decode_cpus)(self.decode_worker)
@@ -206,7 +174,7 @@ class Runner:
             sample, attempt, submitted = self.pending.popleft()
             slot = pool.idle.popleft()
             actor = pool.actors[slot]
-            call = _Call(sample, attempt, submitted or now, first, slot, actor, self._start_time(actor, now),
+            call = Call(sample, attempt, submitted or now, first, slot, actor, self._start_time(actor, now),
                          next(self.seq))
             self.live += 1
             self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.live)
@@ -220,7 +188,7 @@ class Runner:
         """`now` for a call that starts at once, None for one queued behind a call the actor is running."""
         return None if any(c.actor is actor for c in self.calls.values()) else now
 
-    def _next_starts(self, ended: _Call, now: float) -> None:
+    def _next_starts(self, ended: Call, now: float) -> None:
         """The call queued behind `ended` on its actor starts now (its timeout clock with it)."""
         for call in self.calls.values():
             if call.actor is ended.actor and call.started is None:
@@ -245,7 +213,22 @@ class Runner:
             return
         try:
             value = ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:  # raised in the call: the model actor lives on
+        except ray.exceptions.RayError as exc:
+            self._failed(call, pool, exc)
+            return
+        pool.idle.append(call.slot)
+        self._answered(call, value, pool)
+
+    def _answered(self, call: Call, value: SampleResult, pool: Pool) -> None:
+        # A decode that failed (missing video, …) comes back through the model actor stamped with its decoder.
+        self._finish(call, value, value.worker or pool.names[call.slot], value.worker_node or pool.nodes[call.slot])
+
+    def _failed(self, call: Call, pool: Pool, exc: Any) -> None:
+        """A model-stage call that raised (`exc`, a RayError): in it, in the decode that made its arguments, or by its
+        actor dying."""
+        import ray
+
+        if isinstance(exc, ray.exceptions.RayTaskError):  # raised in the call: the model actor lives on
             pool.idle.append(call.slot)
             if isinstance(exc, ray.exceptions.RayActorError):  # its arguments' decode actor died (Ray names it)
                 self._decoder_died(call, exc)
@@ -253,43 +236,43 @@ class Runner:
                 self._retry_or_fail(call, exc.cause, "decode")
             else:
                 self._retry_or_fail(call, exc, call.stage)
-            return
-        except ray.exceptions.RayActorError as exc:  # the actor died: replace it, run the sample again
+        elif isinstance(exc, ray.exceptions.RayActorError):  # the actor died: replace it, run the sample again
             unreachable = isinstance(exc, ray.exceptions.ActorUnavailableError)  # e.g. its node died
             if unreachable:
                 self.suspects.add(pool.nodes[call.slot])
             # The calls that died with it fail in any order; it was running the first one submitted, the others
             # never started: they go back to the queue as they were, with no attempt counted against them.
-            running, *queued = sorted([call, *self._settle(call.actor, pool)], key=lambda c: c.seq)
+            died = self._settle(call.actor, pool, 0.0 if unreachable else SETTLE_S)
+            running, *queued = sorted([call, *died], key=lambda c: c.seq)
             self._requeue(queued)
             self._replace(running.stage, running.slot, kill=unreachable)  # one that comes back must not hold it
             self._retry_or_fail(running, exc, f"{call.stage} worker died")
-            return
-        except ray.exceptions.RayError as exc:  # a lost object or a task error: the actor lives on
+        else:  # a lost object: the actor lives on
             pool.idle.append(call.slot)
             self._retry_or_fail(call, exc, call.stage)
-            return
-        pool.idle.append(call.slot)
-        self._answered(call, value, pool)
 
-    def _answered(self, call: _Call, value: SampleResult, pool: Pool) -> None:
-        # A decode that failed (missing video, …) comes back through the model actor stamped with its decoder.
-        self._finish(call, value, value.worker or pool.names[call.slot], value.worker_node or pool.nodes[call.slot])
-
-    def _settle(self, actor: Any, pool: Pool) -> list[_Call]:
-        """The dead `actor`'s other calls that died with it, once Ray has settled each: one that answered just before
-        the death (its reply can reach the driver after the death does) is finished as usual, not run again."""
+    def _settle(self, actor: Any, pool: Pool, wait_s: float) -> list[Call]:
+        """The dead `actor`'s other calls that died with it, once Ray has settled each (within `wait_s`; an unreachable
+        actor's may never settle): one that answered, or raised, before the death (its reply can reach the driver
+        after the death does) is taken as it came, not run again. (Its slot's free places go with the replacement.)"""
         import ray
 
-        refs = [ref for ref, call in self.calls.items() if call.actor is actor]
-        ray.wait(refs, num_returns=len(refs), timeout=SETTLE_S)  # an empty list returns at once
+        refs = self._refs_on(actor)
+        ray.wait(refs, num_returns=len(refs), timeout=wait_s)  # an empty list returns at once
         died = []
         for ref in refs:
             call = self.calls.pop(ref)
             try:
-                self._answered(call, ray.get(ref, timeout=0), pool)
-            except ray.exceptions.RayError:  # failed with the actor, or not settled in time (GetTimeoutError)
-                died.append(call)
+                value = ray.get(ref, timeout=0)
+            except ray.exceptions.RayError as exc:
+                if isinstance(exc, ray.exceptions.GetTimeoutError) or (
+                        isinstance(exc, ray.exceptions.RayActorError)
+                        and not isinstance(exc, ray.exceptions.RayTaskError)):
+                    died.append(call)
+                else:
+                    self._failed(call, pool, exc)
+                continue
+            self._answered(call, value, pool)
         return died
 
     def _placed(self, ref: Any) -> None:
@@ -313,18 +296,17 @@ class Runner:
             return
         pool.open_all([slot])
 
-    def _decoder_died(self, call: _Call, exc: Any) -> None:
+    def _decoder_died(self, call: Call, exc: Any) -> None:
         """The decode actor that produced `call`'s frames died. The first call to report it replaces it and counts as
-        an attempt, as a model actor's death does: a decoder holds one call at a time, so that is the one it died on
-        (unless it died within moments of answering the call before, whose unsent reply died with it); a later
-        report goes back to the queue uncounted."""
+        an attempt, as a model actor's death does (when a call sent to the dead actor reports before the one it died
+        on, the count lands on that one); its other calls go back to the queue uncounted."""
         import ray
 
         slot, actor = call.decoder
         decode = self.pools["decode"]
         if decode.actors[slot] is not actor:  # already replaced
             self.live -= 1
-            self.pending.appendleft(_Queued(call.sample, call.attempt, call.submitted))
+            self.pending.appendleft(Queued(call.sample, call.attempt, call.submitted))
             return
         unreachable = isinstance(exc, ray.exceptions.ActorUnavailableError)  # e.g. its node died
         if unreachable:
@@ -345,16 +327,18 @@ class Runner:
                 self._finish(call, failure(call.sample, self.spec.name, "timeout",
                                            f"{call.stage} stage exceeded {limit:g} s"), "")
 
-    def _evict(self, actor: Any) -> list[_Call]:
-        """The calls still in flight on `actor`, taken out of the wait (it died or is being killed)."""
-        refs = [ref for ref, call in self.calls.items() if call.actor is actor]
-        return [self.calls.pop(ref) for ref in refs]
+    def _refs_on(self, actor: Any) -> list[Any]:
+        return [ref for ref, call in self.calls.items() if call.actor is actor]
 
-    def _requeue(self, calls: list[_Call]) -> None:
+    def _evict(self, actor: Any) -> list[Call]:
+        """The calls still in flight on `actor`, taken out of the wait (it died or is being killed)."""
+        return [self.calls.pop(ref) for ref in self._refs_on(actor)]
+
+    def _requeue(self, calls: list[Call]) -> None:
         """Calls that never started go back unchanged to their first stage (a model call's frames went with it)."""
         for call in sorted(calls, key=lambda c: c.seq, reverse=True):
             self.live -= 1
-            self.pending.appendleft(_Queued(call.sample, call.attempt, call.submitted))
+            self.pending.appendleft(Queued(call.sample, call.attempt, call.submitted))
 
     def _replace(self, stage: Stage, slot: int, kill: bool = False) -> None:
         """A new actor in `stage`'s `slot`; `kill` the old one first when it may still be running."""
@@ -367,19 +351,19 @@ class Runner:
         self.starting[pool.replace(slot)] = (pool, slot, 1)
         self.stats.replaced_workers += 1
 
-    def _retry_or_fail(self, call: _Call, exc: BaseException, where: str) -> None:
+    def _retry_or_fail(self, call: Call, exc: BaseException, where: str) -> None:
         """A dead worker or a lost object says nothing against the sample: it runs again, from decoding (its
         frames may be lost too), up to `max_retries` times; one that ran out of memory would again."""
         status = failure_status(exc)
         if status != "oom" and call.attempt <= self.config.max_retries:
             self.live -= 1
             self.stats.retries += 1
-            self.pending.appendleft(_Queued(call.sample, call.attempt + 1, call.submitted))
+            self.pending.appendleft(Queued(call.sample, call.attempt + 1, call.submitted))
             return
         final: Status = "oom" if status == "oom" else "retries_exhausted"
         self._finish(call, failure(call.sample, self.spec.name, final, f"{where}: {first_line(exc)}"), "")
 
-    def _finish(self, call: _Call, result: SampleResult, worker: str, node: str = "") -> None:
+    def _finish(self, call: Call, result: SampleResult, worker: str, node: str = "") -> None:
         self.live -= 1
         self.stats.count(result)
         timings = {**result.timings_s, "in_flight": time.perf_counter() - call.submitted}

@@ -211,7 +211,8 @@ def tiny_vilamp_checkpoint(seed: int = 0) -> Path:
 # ---------------------------------------------------------------- where it is, what it holds
 
 def official_dir(checkpoint: str | None = None) -> Path:
-    return Path(checkpoint or os.environ.get("HARNESS_VILAMP") or cache_dir() / "models" / "ViLAMP-llava-qwen_sig")
+    return Path(checkpoint or os.environ.get("HARNESS_VILAMP") or cache_dir() / "models" / "ViLAMP-llava-qwen_sig"
+                ).expanduser()
 
 
 def find_clip_dir(directory: Path, cfg: dict[str, Any], clip: str | None) -> Path:

@@ -87,8 +87,8 @@ class ViLAMPBackbone(ChatBackbone):
 
     @classmethod
     def tokens_per_frame_for(cls, **args: Any) -> int:
-        config = official_dir(bind_arguments("vilamp", cls.load, args)["checkpoint"]) / "config.json"
-        return keyframe_tokens(json.loads(config.read_text()) if config.is_file() else {})
+        directory = cls.checkpoint_dir(**args)
+        return keyframe_tokens(json.loads((directory / "config.json").read_text()) if directory else {})
 
     @classmethod
     def checkpoint_dir(cls, **args: Any) -> Path | None:

@@ -15,9 +15,10 @@ from harness.core.status import ANSWERED
 from harness.data.samples import load_samples
 from harness.data.tasks import get_task
 from harness.model.specs import Component, ModelSpec
+from harness.run.calls import run_order
 from harness.run.config import RunnerConfig, RunStats
 from harness.run.journal import Journal, read_journal
-from harness.run.runner import Runner, run_order
+from harness.run.runner import Runner
 from harness.run.workers import DecodeWorker, ModelWorker
 
 TASK = get_task("needle")
@@ -92,8 +93,9 @@ def test_killed_decode_actor_is_replaced_and_each_sample_journaled_once(ray_clus
                          decode_worker=crashing_decoder(victim, tmp_path / "tally"))
     lines = list(read_journal(journal))
     assert Counter(r.id for r in lines) == Counter(s.id for s in needle_samples)
-    assert {r.id: r.attempts for r in lines if r.attempts > 1} == {victim: 2}  # the one death counted, on its sample
-    assert all(r.status in ANSWERED for r in lines)
+    # One attempt counted for the one death: the victim's, or (a race the runner documents) that of a sample sent to
+    # the dead actor whose failure reached the driver first.
+    assert sum(r.attempts for r in lines) == len(lines) + 1 and all(r.status in ANSWERED for r in lines)
     assert stats.retries == 1 and stats.replaced_workers == 1
     assert (tmp_path / "tally").read_text().count("attempt") == 2
     clean, _ = run(needle_samples, RunnerConfig(workers=2, decode_workers=2))
@@ -155,4 +157,4 @@ def test_the_shortest_open_a_run_then_the_longest_go_first():
         return [s.duration_s for s in run_order(samples, openers)]
     assert durations(2) == [10, 30, 3600, 600, 120, 60]  # two openers (e.g. max_in_flight), shortest first
     assert durations(0) == [3600, 600, 120, 60, 30, 10]
-    assert durations(99) == [10, 30, 60, 120, 600, 3600]
+    assert durations(99) == [10, 30, 60, 3600, 600, 120]  # at most half: the longest still go out early
