@@ -80,23 +80,28 @@ def release(kind: Stage, key: tuple[Any, ...], count: int) -> None:
     pool.resize(min(keep, len(pool.actors)))
 
 
-def ready_pool(kind: Stage, key: tuple[Any, ...], make: Callable[[], Any], count: int, setup: tuple[Any, ...],
-               depth: int = 1) -> Pool:
-    """`count` ready actors of `kind` holding `setup`, each taking `depth` calls at once: the cached ones when the
-    key matches (configured anew when they held another setup), new ones otherwise."""
-    import ray
-
+def open_pool(kind: Stage, key: tuple[Any, ...], make: Callable[[], Any], count: int, setup: tuple[Any, ...],
+              depth: int = 1) -> tuple[Pool, dict[int, Any]]:
+    """`count` actors of `kind` asked to hold `setup`, each to take `depth` calls at once: the cached ones when the
+    key matches (configured anew when they held another setup), new ones otherwise; with the refs `ready_pool`
+    waits for. (Both pools are opened before either is waited for: their processes start side by side.)"""
     pool = POOLS.get(kind)
     if pool is None or pool.key != key:
         pool = POOLS[kind] = Pool(key, make)
     pool.depth, pool.setup = depth, setup
     pool.resize(max(count, len(pool.actors)))
-    refs = {slot: pool.prepare(slot) for slot in range(count)}
+    return pool, {slot: pool.prepare(slot) for slot in range(count)}
+
+
+def ready_pool(pool: Pool, refs: dict[int, Any]) -> Pool:
+    """The opened `pool` once each of its actors has answered (one that died since the last run is replaced)."""
+    import ray
+
     for slot, ref in refs.items():
         try:
             pool.placed(slot, ray.get(ref))
         except ray.exceptions.RayActorError:  # died since the last run: start another
             pool.placed(slot, ray.get(pool.replace(slot)))
     pool.idle = deque()
-    pool.open_all(range(count))
+    pool.open_all(range(len(refs)))
     return pool

@@ -28,7 +28,7 @@ from harness.core.records import Sample, SampleResult
 from harness.core.status import Status, failure_status, first_line
 from harness.data.tasks import TaskSpec
 from harness.model.specs import ModelSpec
-from harness.run.actors import Pool, Stage, ready_pool, release
+from harness.run.actors import Pool, Stage, open_pool, ready_pool, release
 from harness.run.calls import Call, Queued, run_order
 from harness.run.config import RunnerConfig, RunStats
 from harness.run.pipeline import decodes_in_model, failure
@@ -148,11 +148,12 @@ class Runner:
         decode_key = (session, self.decode_worker, decode_cpus)
         release("model", model_key, models)
         release("decode", decode_key, decoders)
-        self.pools = {
-            "model": ready_pool("model", model_key, lambda: model_cls.remote(config.threads_per_worker, config.device),
-                                models, setup, config.model_queue),
-            "decode": ready_pool("decode", decode_key, decode_cls.remote, decoders, setup),
+        opened = {
+            "model": open_pool("model", model_key, lambda: model_cls.remote(config.threads_per_worker, config.device),
+                               models, setup, config.model_queue),
+            "decode": open_pool("decode", decode_key, decode_cls.remote, decoders, setup),
         }
+        self.pools = {kind: ready_pool(*pool_refs) for kind, pool_refs in opened.items()}
         self.stats.model_actors, self.stats.decode_actors = models, decoders
 
     def _dispatch(self) -> None:
