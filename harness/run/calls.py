@@ -39,6 +39,20 @@ class Call:
     actor: Any  # the actor handle it was submitted to (a slot's actor may be replaced meanwhile)
     started: float | None  # when this stage started (the timeout's clock); None while queued behind another call
     seq: int = 0  # submission order of stage calls: an actor runs its calls in this order
+    decode_seq: int = 0  # its decode call's seq: a decode actor runs its calls in this order
     frames: Any = None  # ObjectRef of the Decoded frames, until the model call that takes them is submitted
-    info: Any = None  # ObjectRef of the DecodeInfo (or the decode's failure SampleResult), likewise
+    info: Any = None  # ObjectRef of the DecodeInfo (or the decode's failure SampleResult), small: kept to the end
     decoder: tuple[int, Any] | None = None  # (slot, actor) that decoded it: whose death a failed model call reports
+
+
+def decode_died(call: Call) -> bool:
+    """Whether `call`'s decode result is its decode actor's death (read only once that actor is known dead)."""
+    import ray
+
+    try:
+        ray.get(call.info, timeout=0)
+    except ray.exceptions.RayActorError as exc:
+        return not isinstance(exc, ray.exceptions.RayTaskError)
+    except ray.exceptions.RayError:
+        return False
+    return False

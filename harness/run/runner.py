@@ -29,7 +29,7 @@ from harness.core.status import Status, failure_status, first_line
 from harness.data.tasks import TaskSpec
 from harness.model.specs import ModelSpec
 from harness.run.actors import Pool, Stage, open_pool, ready_pool, release
-from harness.run.calls import Call, Queued, run_order
+from harness.run.calls import Call, Queued, decode_died, run_order
 from harness.run.config import RunnerConfig, RunStats
 from harness.run.pipeline import decodes_in_model, failure
 from harness.run.raycluster import alive_nodes, join_cluster, lost_nodes
@@ -167,16 +167,15 @@ class Runner:
             call.actor, call.started = models.actors[call.slot], self._start_time(models.actors[call.slot], now)
             call.seq = next(self.seq)
             self.calls[call.actor.infer.remote(call.frames, call.info)] = call
-            # The call holds the decode result now: Ray frees it, off this thread, when the call ends.
-            call.frames = call.info = None
+            # The call holds the frames now: Ray frees them, off this thread, when the call ends.
+            call.frames = None
         first: Stage = "model" if self.in_model else "decode"
         pool = self.pools[first]
         while self.pending and pool.idle and self.live < self.max_in_flight:
             sample, attempt, submitted = self.pending.popleft()
             slot = pool.idle.popleft()
-            actor = pool.actors[slot]
-            call = Call(sample, attempt, submitted or now, first, slot, actor, self._start_time(actor, now),
-                         next(self.seq))
+            actor, seq = pool.actors[slot], next(self.seq)
+            call = Call(sample, attempt, submitted or now, first, slot, actor, self._start_time(actor, now), seq, seq)
             self.live += 1
             self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.live)
             if self.in_model:
@@ -298,23 +297,45 @@ class Runner:
         pool.open_all([slot])
 
     def _decoder_died(self, call: Call, exc: Any) -> None:
-        """The decode actor that produced `call`'s frames died. The first call to report it replaces it and counts as
-        an attempt, as a model actor's death does (when a call sent to the dead actor reports before the one it died
-        on, the count lands on that one); its other calls go back to the queue uncounted."""
+        """The decode actor that produced `call`'s frames died. The first call to report it replaces it, and one attempt
+        is counted, as for a model actor's death, on the call it died on: it holds one call at a time, so that is the
+        first in decode order of its calls whose decode result is its death (calls sent to it since, decoded as
+        failed at once, can report first). Every other goes back to the queue uncounted."""
         import ray
 
         slot, actor = call.decoder
         decode = self.pools["decode"]
-        if decode.actors[slot] is not actor:  # already replaced
-            self.live -= 1
-            self.pending.appendleft(Queued(call.sample, call.attempt, call.submitted))
+        if decode.actors[slot] is not actor:  # already replaced, its death counted
+            self._requeue([call])
             return
         unreachable = isinstance(exc, ray.exceptions.ActorUnavailableError)  # e.g. its node died
         if unreachable:
             self.suspects.add(decode.nodes[slot])
         self._requeue(self._evict(actor))  # a decode call sent to it since
         self._replace("decode", slot, kill=unreachable)
-        self._retry_or_fail(call, exc.cause or exc, "decode worker died")
+        mine = [c for c in self.ready if c.actor is actor] + [
+            c for c in self.calls.values() if c.decoder is not None and c.decoder[1] is actor]
+        died = [c for c in mine if decode_died(c)]
+        victim = min([call, *died], key=lambda c: c.decode_seq)
+        for other in died:
+            if other is not victim and other.stage == "decode":  # still waiting for a model actor
+                self._withdraw(other)
+                self._requeue([other])
+        if victim is not call:
+            self._requeue([call])
+            self._withdraw(victim)
+        self._retry_or_fail(victim, exc.cause or exc, "decode worker died")
+
+    def _withdraw(self, call: Call) -> None:
+        """`call` out of the ready queue, or off the model actor it waits on (where it will fail unheard)."""
+        if call.stage == "decode":
+            self.ready = deque(c for c in self.ready if c is not call)
+            return
+        del self.calls[next(ref for ref, c in self.calls.items() if c is call)]
+        self._next_starts(call, time.perf_counter())
+        models = self.pools["model"]
+        if models.actors[call.slot] is call.actor:
+            models.idle.append(call.slot)
 
     def _check_timeouts(self, now: float) -> None:
         limit = self.config.sample_timeout_s

@@ -93,9 +93,9 @@ def test_killed_decode_actor_is_replaced_and_each_sample_journaled_once(ray_clus
                          decode_worker=crashing_decoder(victim, tmp_path / "tally"))
     lines = list(read_journal(journal))
     assert Counter(r.id for r in lines) == Counter(s.id for s in needle_samples)
-    # One attempt counted for the one death: the victim's, or (a race the runner documents) that of a sample sent to
-    # the dead actor whose failure reached the driver first.
-    assert sum(r.attempts for r in lines) == len(lines) + 1 and all(r.status in ANSWERED for r in lines)
+    # One attempt counted for the one death, on the victim's sample, whichever failure reached the driver first.
+    assert {r.id: r.attempts for r in lines if r.attempts > 1} == {victim: 2}
+    assert all(r.status in ANSWERED for r in lines)
     assert stats.retries == 1 and stats.replaced_workers == 1
     assert (tmp_path / "tally").read_text().count("attempt") == 2
     clean, _ = run(needle_samples, RunnerConfig(workers=2, decode_workers=2))
