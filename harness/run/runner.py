@@ -5,7 +5,8 @@ Decoding and frame selection run in decode actors; the decoded frames wait in Ra
 model actor (one per GPU; `workers` of them on the CPU) is free, so the model never waits on a video it
 could have had decoded already; each model actor holds `model_queue` calls (the next one waits on the actor
 while one runs: no driver round trip between them). The driver never reads a decode result: it hands both of its
-refs to the model call, and learns of a failed decode (or a dead decode actor) from that call. At most
+refs to the model call, and learns of a failed decode (or a dead decode actor: only then does it read the small
+halves of that actor's decodes) from that call. At most
 `max_in_flight` samples are decoded or being decoded at once, which keeps memory flat whatever the dataset size.
 Selectors that stream their own frames (see `harness.run.pipeline.decodes_in_model`) are decoded inside the
 model actor instead.
