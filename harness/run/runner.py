@@ -1,15 +1,14 @@
 """Ray runner: CPU decode workers feeding model actors, from one dynamic queue (longest video first, after a few
 short ones: harness.run.calls.run_order).
 
-Decoding and frame selection run in decode actors; the decoded frames wait in Ray's object store until a
-model actor (one per GPU; `workers` of them on the CPU) is free, so the model never waits on a video it
-could have had decoded already; each model actor holds `model_queue` calls (the next one waits on the actor
-while one runs: no driver round trip between them). The driver never reads a decode result: it hands both of its
-refs to the model call, and learns of a failed decode (or a dead decode actor: only then does it read the small
-halves of that actor's decodes) from that call. At most
-`max_in_flight` samples are decoded or being decoded at once, which keeps memory flat whatever the dataset size.
-Selectors that stream their own frames (see `harness.run.pipeline.decodes_in_model`) are decoded inside the
-model actor instead.
+Decoding and frame selection run in decode actors; the decoded frames wait in Ray's object store until a model actor
+(one per GPU; `workers` of them on the CPU) is free, so the model never waits on a video it could have had decoded
+already; each model actor holds `model_queue` calls (the next one waits on the actor while one runs: no driver round
+trip between them). The driver never reads a decode result: it hands both of its refs to the model call, and learns
+of a failed decode (or a dead decode actor: only then does it read the small halves of that actor's decodes) from
+that call. At most `max_in_flight` samples are decoded or being decoded at once, which keeps memory flat whatever
+the dataset size. Selectors that stream their own frames (see `harness.run.pipeline.decodes_in_model`) are decoded
+inside the model actor instead.
 
 Only the driver writes the journal. A worker that dies has its sample re-queued (bounded retries) and is
 replaced; a sample that exhausts its retries, is killed for memory, or exceeds `sample_timeout_s` in one
