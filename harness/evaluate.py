@@ -210,8 +210,8 @@ def evaluate(request: EvalRequest, resolved: ResolvedRun | list[ResolvedRun] | N
 
 def run_suite(request: EvalRequest, resolved: list[ResolvedRun] | None = None) -> SuiteOutcome:
     """The tasks `request.task` names (a suite or a comma-separated list) for one spec: one Ray cluster and one
-    queue across the tasks (harness.run.calls.run_order over all of them), one run directory per task inside the suite's (each
-    its own journal, summary and config hash), and the suite table (suite.md / .csv / .json)."""
+    queue across the tasks (harness.run.calls.run_order over all of them), one run directory per task inside the
+    suite's (each its own journal, summary and config hash), and the suite table (suite.md / .csv / .json)."""
     runs = resolved or resolve_all(request)
     return _run(request, runs, suite_name(request.task))
 

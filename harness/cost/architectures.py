@@ -130,7 +130,7 @@ def read_architecture(directory: Path, name: str, tokens_per_frame: int | None) 
                       full_layers=tuple(v["fullatt_block_indexes"]))
         wide = v["hidden_size"] * merge * merge
         return Architecture(name, str(directory), tower, (wide, wide, v["out_hidden_size"]), _llm(t), None)
-    if kind == "llava_qwen":  # ViLAMP: the stored SigLIP lacks its last layer (harness.vilamp.checkpoint._vision_config)
+    if kind == "llava_qwen":  # ViLAMP: its stored SigLIP lacks the last layer (vilamp.checkpoint._vision_config)
         v = {**VILAMP_SIGLIP, **cfg.get("harness_vision_config", {})}
         clip = cfg.get("harness_clip_config", {}).get("vision_config")
         return Architecture(name, str(directory), _siglip(v, v["num_hidden_layers"] - 1),
