@@ -45,14 +45,20 @@ class Call:
     decoder: tuple[int, Any] | None = None  # (slot, actor) that decoded it: whose death a failed model call reports
 
 
+def actor_died(exc: BaseException) -> bool:
+    """Whether a call's error is the death of the actor it ran on, not one raised in the call (Ray wraps an argument's
+    actor death in a RayTaskError that is also a RayActorError)."""
+    import ray
+
+    return isinstance(exc, ray.exceptions.RayActorError) and not isinstance(exc, ray.exceptions.RayTaskError)
+
+
 def decode_died(call: Call) -> bool:
     """Whether `call`'s decode result is its decode actor's death (read only once that actor is known dead)."""
     import ray
 
     try:
         ray.get(call.info, timeout=0)
-    except ray.exceptions.RayActorError as exc:
-        return not isinstance(exc, ray.exceptions.RayTaskError)
-    except ray.exceptions.RayError:
-        return False
+    except ray.exceptions.RayError as exc:
+        return actor_died(exc)
     return False

@@ -29,7 +29,7 @@ from harness.core.status import Status, failure_status, first_line
 from harness.data.tasks import TaskSpec
 from harness.model.specs import ModelSpec
 from harness.run.actors import Pool, Stage, open_pool, ready_pool, release
-from harness.run.calls import Call, Queued, decode_died, run_order
+from harness.run.calls import Call, Queued, actor_died, decode_died, run_order
 from harness.run.config import RunnerConfig, RunStats
 from harness.run.pipeline import decodes_in_model, failure
 from harness.run.raycluster import alive_nodes, join_cluster, lost_nodes
@@ -265,9 +265,7 @@ class Runner:
             try:
                 value = ray.get(ref, timeout=0)
             except ray.exceptions.RayError as exc:
-                if isinstance(exc, ray.exceptions.GetTimeoutError) or (
-                        isinstance(exc, ray.exceptions.RayActorError)
-                        and not isinstance(exc, ray.exceptions.RayTaskError)):
+                if isinstance(exc, ray.exceptions.GetTimeoutError) or actor_died(exc):
                     died.append(call)
                 else:
                     self._failed(call, pool, exc)
